@@ -1,0 +1,195 @@
+//! The call path after the HTTP layer has validated a request: limits (SPEC §5), dispatch
+//! (SPEC §7), the webhook (SPEC §9) and the operators' log lines (SPEC §11).
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::access::Caller;
+use crate::app::App;
+use crate::client_ip::IpKey;
+use crate::config::ProviderKind;
+use crate::dispatch::{CallRequest, DispatchError};
+use crate::error::ApiError;
+use crate::logging;
+use crate::phone::AllowedNumber;
+use crate::store::{utc_day, Admission, LimitCheck, LimitKind, LimitStatus, Window};
+use crate::webhook::{CallOutcome, Event, EventType, Source};
+
+/// A request that passed every validation: what to call, for whom, counted against what.
+#[derive(Debug, Clone)]
+pub struct StartCall {
+    pub to: AllowedNumber,
+    pub name: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    pub provider: Option<ProviderKind>,
+    pub caller: Caller,
+    /// The address the per-IP limit counts; `None` for an authenticated server that did not
+    /// speak for an end user.
+    pub client: Option<IpKey>,
+}
+
+/// The call the provider accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub call_id: Uuid,
+    pub provider: ProviderKind,
+    pub provider_call_id: String,
+    pub to: String,
+}
+
+/// The result, and the limit the `RateLimit-*` headers describe once the limiter has run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<Started, ApiError>,
+    pub rate: Option<LimitStatus>,
+}
+
+impl App {
+    /// The limits that apply to this request, in the order they are checked.
+    pub fn limit_checks(&self, call: &StartCall, now_ms: u64) -> Vec<LimitCheck> {
+        let limits = self.config.limits;
+        let window = Window::Rolling {
+            ms: limits.window_secs * 1000,
+        };
+        let mut checks = Vec::with_capacity(3);
+        if let Some(ip) = call.client {
+            checks.push(LimitCheck {
+                kind: LimitKind::Ip,
+                key: format!("ip:{ip}"),
+                max: limits.per_ip,
+                window,
+            });
+        }
+        checks.push(LimitCheck {
+            kind: LimitKind::Number,
+            key: format!("number:{}", call.to.e164),
+            max: limits.per_number,
+            window,
+        });
+        if let Some(per_day) = limits.per_day {
+            checks.push(LimitCheck {
+                kind: LimitKind::Global,
+                key: format!("global:{}", utc_day(now_ms)),
+                max: per_day,
+                window: Window::UtcDay,
+            });
+        }
+        checks
+    }
+
+    /// Counts the request under its limits, places the call, reports the outcome.
+    pub async fn start_call(&self, call: StartCall, request_id: &str) -> Outcome {
+        let masked = call.to.e164.masked();
+        let ip_prefix = call.client.map(|ip| ip.log_prefix());
+        let Some(dispatcher) = self.dispatchers.pick(call.provider) else {
+            return Outcome {
+                result: Err(ApiError::ProviderNotConfigured),
+                rate: None,
+            };
+        };
+
+        let now_ms = self.clock.now_ms();
+        let checks = self.limit_checks(&call, now_ms);
+        let admission = match self.limiter.admit(&checks, now_ms).await {
+            Ok(admission) => admission,
+            Err(error) => {
+                tracing::error!(request_id, error = %error, "Rate limit store failed; refusing the call");
+                return Outcome {
+                    result: Err(ApiError::RateLimitUnavailable),
+                    rate: None,
+                };
+            }
+        };
+        let rate = admission.headline();
+        if let Admission::Refused { by } = admission {
+            tracing::warn!(
+                request_id,
+                limit = by.kind.as_str(),
+                max = by.limit,
+                retry_after = by.reset_secs,
+                to = %masked,
+                ip = ip_prefix.as_deref(),
+                "{}",
+                logging::RATE_LIMIT_EXCEEDED
+            );
+            return Outcome {
+                result: Err(ApiError::RateLimited {
+                    retry_after: by.reset_secs,
+                }),
+                rate,
+            };
+        }
+
+        let provider = dispatcher.kind();
+        let request = CallRequest {
+            call_id: Uuid::new_v4(),
+            to: call.to.e164.clone(),
+            name: call.name.clone(),
+            variables: call.variables.clone(),
+        };
+        let placed = dispatcher.place(&request).await;
+        let (result, event_kind, error) = match placed {
+            Ok(placed) => {
+                tracing::info!(
+                    request_id,
+                    call_id = %request.call_id,
+                    provider = provider.as_str(),
+                    provider_call_id = %placed.provider_call_id,
+                    to = %masked,
+                    "{}",
+                    logging::CALL_INITIATED
+                );
+                let started = Started {
+                    call_id: request.call_id,
+                    provider,
+                    provider_call_id: placed.provider_call_id,
+                    to: call.to.e164.to_string(),
+                };
+                (Ok(started), EventType::CallInitiated, None)
+            }
+            Err(error) => {
+                tracing::error!(
+                    request_id,
+                    call_id = %request.call_id,
+                    provider = provider.as_str(),
+                    reason = %error,
+                    to = %masked,
+                    "{}",
+                    logging::CALL_FAILED
+                );
+                let api_error = match &error {
+                    DispatchError::Provider { reason } => ApiError::ProviderError(reason.clone()),
+                    DispatchError::Timeout => ApiError::ProviderTimeout,
+                };
+                (Err(api_error), EventType::CallFailed, Some(error.to_string()))
+            }
+        };
+
+        let event = Event {
+            id: format!("msg_{}", Uuid::new_v4().simple()),
+            kind: event_kind,
+            created_at: humantime::format_rfc3339_millis(std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(self.clock.now_ms()))
+            .to_string(),
+            data: CallOutcome {
+                call_id: request.call_id.to_string(),
+                provider: provider.as_str().to_string(),
+                provider_call_id: result.as_ref().ok().map(|s| s.provider_call_id.clone()),
+                to: call.to.e164.to_string(),
+                name: call.name,
+                variables: call.variables,
+                source: if call.caller.is_authenticated() {
+                    Source::Api
+                } else {
+                    Source::Web
+                },
+                dry_run: provider == ProviderKind::DryRun,
+                error,
+            },
+        };
+        self.notifier.notify(&event, request_id).await;
+
+        Outcome { result, rate }
+    }
+}

@@ -1,0 +1,122 @@
+//! Errors (SPEC §10): every refusal is one variant with its code, status and a human sentence.
+//! Rendering adds the request id; nothing internal (keys, upstream bodies, causes) reaches the
+//! client.
+
+use http::StatusCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("The request body is not valid JSON.")]
+    InvalidJson,
+    #[error("{message}")]
+    InvalidRequest {
+        status: StatusCode,
+        message: String,
+    },
+    #[error("{0}")]
+    InvalidPhoneNumber(String),
+    #[error("{0}")]
+    DestinationNotAllowed(String),
+    #[error("A valid API key is required.")]
+    Unauthorized,
+    #[error("This origin is not allowed to call this API.")]
+    ForbiddenOrigin,
+    #[error("There is nothing here.")]
+    NotFound,
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("A request with this Idempotency-Key is still being processed.")]
+    RequestInProgress,
+    #[error("The request body is larger than 16 KiB.")]
+    PayloadTooLarge,
+    #[error("The request body must be JSON (Content-Type: application/json).")]
+    UnsupportedMediaType,
+    #[error("This Idempotency-Key was already used with a different request body.")]
+    IdempotencyKeyReused,
+    #[error("Too many calls. Try again in {retry_after} seconds.")]
+    RateLimited { retry_after: u64 },
+    #[error("Something went wrong on our side.")]
+    Internal,
+    #[error("The call provider refused the call: {0}")]
+    ProviderError(String),
+    #[error("No call provider is configured for this request.")]
+    ProviderNotConfigured,
+    #[error("Rate limiting is unavailable, so no call can be placed right now.")]
+    RateLimitUnavailable,
+    #[error("The service is not fully configured, so no call can be placed.")]
+    Misconfigured,
+    #[error("The call provider did not answer in time.")]
+    ProviderTimeout,
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson => "invalid_json",
+            ApiError::InvalidRequest { .. } => "invalid_request",
+            ApiError::InvalidPhoneNumber(_) => "invalid_phone_number",
+            ApiError::DestinationNotAllowed(_) => "destination_not_allowed",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::ForbiddenOrigin => "forbidden_origin",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RequestInProgress => "request_in_progress",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Internal => "internal_error",
+            ApiError::ProviderError(_) => "provider_error",
+            ApiError::ProviderNotConfigured => "provider_not_configured",
+            ApiError::RateLimitUnavailable => "rate_limit_unavailable",
+            ApiError::Misconfigured => "misconfigured",
+            ApiError::ProviderTimeout => "provider_timeout",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest { status, .. } => *status,
+            ApiError::InvalidPhoneNumber(_)
+            | ApiError::DestinationNotAllowed(_)
+            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestInProgress => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ProviderError(_) => StatusCode::BAD_GATEWAY,
+            ApiError::ProviderNotConfigured
+            | ApiError::RateLimitUnavailable
+            | ApiError::Misconfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The JSON body of SPEC §10.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "error": { "code": self.code(), "message": self.to_string() },
+            "request_id": request_id,
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! `GET /api/health` (SPEC §2): is the configuration complete? Names only, never values.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use super::cors::{self, OriginCheck};
+use super::{error_response, RequestId};
+use crate::app::App;
+use crate::config::{ProviderKind, StoreKind};
+use crate::error::ApiError;
+
+const METHODS: &str = "GET, OPTIONS";
+
+pub async fn handle(
+    State(app): State<Arc<App>>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(origin): Extension<OriginCheck>,
+    request: Request,
+) -> Response {
+    match *request.method() {
+        Method::GET | Method::HEAD => report(&app),
+        Method::OPTIONS => cors::preflight(&origin, METHODS),
+        _ => error_response(&ApiError::MethodNotAllowed { allow: METHODS }, &request_id),
+    }
+}
+
+fn report(app: &App) -> Response {
+    let config = &app.config;
+    let missing = config.problem_names();
+    let mut body = json!({
+        "status": if missing.is_empty() { "ok" } else { "degraded" },
+        "environment": config.environment.as_str(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "provider": config.provider.map(ProviderKind::as_str),
+        "rate_limit_store": config.store.as_str(),
+        "webhook": config.webhook.is_some(),
+    });
+    if config.is_production() && config.store == StoreKind::Memory {
+        body["warning"] = json!(
+            "rate_limit_store is memory: every serverless instance counts on its own"
+        );
+    }
+    if missing.is_empty() {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        body["missing"] = json!(missing);
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}

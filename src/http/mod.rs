@@ -1,0 +1,102 @@
+//! The one HTTP router every entry point runs (local server, Lambda, Vercel).
+//!
+//! A request's path: [`frame`] gives it an id and judges its `Origin` (a forbidden origin stops
+//! here, before any side effect), then the route's handler runs, then [`frame`] adds the CORS
+//! headers and `X-Request-Id` to whatever came back and writes the access log line.
+
+pub mod cors;
+mod health;
+mod start_call;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Extension, Json, Router};
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE, ALLOW};
+use http::HeaderValue;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::logging;
+use cors::OriginCheck;
+
+/// The id of one request: in every answer's `X-Request-Id`, every error body and every log line.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Builds the router. Paths are the same on every platform.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/start_call", any(start_call::handle))
+        .route("/api/health", any(health::handle))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), frame))
+        .with_state(app)
+}
+
+async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = RequestId(uuid::Uuid::new_v4().to_string());
+    let method = request.method().clone();
+    let path = logging::untrusted(request.uri().path().as_bytes());
+    let origin = cors::check(&app.config, request.headers());
+
+    let mut response = match &origin {
+        OriginCheck::Forbidden(value) => {
+            tracing::warn!(
+                request_id = %request_id.0,
+                origin = %logging::untrusted(value.as_bytes()),
+                path = %path,
+                "{}",
+                logging::CORS_VIOLATION
+            );
+            error_response(&ApiError::ForbiddenOrigin, &request_id)
+        }
+        _ => {
+            request.extensions_mut().insert(request_id.clone());
+            request.extensions_mut().insert(origin.clone());
+            next.run(request).await
+        }
+    };
+
+    cors::decorate(response.headers_mut(), &origin);
+    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(
+        request_id = %request_id.0,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn not_found(Extension(request_id): Extension<RequestId>) -> Response {
+    error_response(&ApiError::NotFound, &request_id)
+}
+
+/// The JSON error of SPEC §10, with the headers its status calls for.
+pub fn error_response(error: &ApiError, request_id: &RequestId) -> Response {
+    let mut response = (error.status(), Json(error.body(&request_id.0))).into_response();
+    let headers = response.headers_mut();
+    match error {
+        ApiError::Unauthorized => {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        ApiError::MethodNotAllowed { allow } => {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        ApiError::RateLimited { retry_after } => {
+            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        _ => {}
+    }
+    response
+}

@@ -1,0 +1,431 @@
+//! `POST /api/start_call` (SPEC §2): every check that needs the HTTP request, in order, then
+//! the call path of [`crate::calls`].
+//!
+//! Order: method → configuration complete → access (401) → `Content-Type` (415) →
+//! `Idempotency-Key` syntax → body size (413) → JSON (400) → fields (422) → provider →
+//! phone policy (422) → client address → idempotency (replay, 409, 422) → limits (429) →
+//! dispatch (502/504) → webhook. Nothing before the limiter has a side effect, and the
+//! limiter is all-or-nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::cors::{self, OriginCheck};
+use super::{error_response, RequestId};
+use crate::access::{authenticate, Caller, Denied};
+use crate::app::App;
+use crate::calls::{Outcome, StartCall};
+use crate::client_ip::{client_ip, single_ip_header, IpKey};
+use crate::config::{Config, ProviderKind};
+use crate::error::ApiError;
+use crate::logging;
+use crate::phone::PhoneError;
+use crate::store::{Begin, LimitStatus, StoredResponse};
+
+const METHODS: &str = "POST, OPTIONS";
+/// SPEC §2: bodies above 16 KiB are refused with 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+const MAX_NAME_CHARS: usize = 100;
+const MAX_VARIABLES: usize = 20;
+const MAX_VARIABLE_KEY: usize = 40;
+const MAX_VARIABLE_VALUE_CHARS: usize = 500;
+
+pub async fn handle(
+    State(app): State<Arc<App>>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(origin): Extension<OriginCheck>,
+    request: Request,
+) -> Response {
+    match *request.method() {
+        Method::POST => match post(&app, &request_id, request).await {
+            Ok(response) => response,
+            Err(error) => error_response(&error, &request_id),
+        },
+        Method::OPTIONS => cors::preflight(&origin, METHODS),
+        _ => error_response(&ApiError::MethodNotAllowed { allow: METHODS }, &request_id),
+    }
+}
+
+/// The body of SPEC §2. Unknown fields are refused; `null` counts as absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartCallBody {
+    phone_number: Option<String>,
+    name: Option<String>,
+    provider: Option<String>,
+    variables: Option<BTreeMap<String, String>>,
+}
+
+/// What the idempotency fingerprint covers: the request as understood, so formatting
+/// differences of the same request (spaces in the number, key order) do not count as a
+/// different body.
+#[derive(Serialize)]
+struct Fingerprint<'a> {
+    phone_number: &'a str,
+    name: Option<&'a str>,
+    provider: Option<&'a str>,
+    variables: &'a BTreeMap<String, String>,
+}
+
+async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Response, ApiError> {
+    let config = &app.config;
+    refuse_broken_configuration(config)?;
+
+    let (parts, body) = request.into_parts();
+    let anonymous_allowed = !config.is_production() || config.public_calls;
+    let caller = match authenticate(&config.api_keys, &parts.headers, anonymous_allowed) {
+        Ok(caller) => caller,
+        Err(denied) => {
+            let ip = client_ip(config.client_ip_source, &parts).map(|ip| IpKey::new(ip).log_prefix());
+            if denied == Denied::InvalidKey {
+                tracing::warn!(request_id = %request_id.0, ip = ip.as_deref(), "{}", logging::INVALID_API_KEY);
+            } else {
+                tracing::warn!(request_id = %request_id.0, ip = ip.as_deref(), "API key required");
+            }
+            return Err(ApiError::Unauthorized);
+        }
+    };
+
+    require_json(&parts.headers)?;
+    let idempotency_key = idempotency_key(&parts.headers)?;
+    let bytes = read_body(&parts.headers, body).await?;
+    let body: StartCallBody = serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::invalid(format!("Invalid request body: {}", shorten(&e.to_string())))
+        }
+        _ => ApiError::InvalidJson,
+    })?;
+
+    // Fields.
+    if !caller.is_authenticated() && (body.provider.is_some() || body.variables.is_some()) {
+        return Err(ApiError::invalid(
+            "provider and variables are only accepted from authenticated callers",
+        ));
+    }
+    let name = body.name.as_deref().map(validate_name).transpose()?;
+    let variables = body.variables.unwrap_or_default();
+    validate_variables(&variables)?;
+    let provider = match body.provider.as_deref() {
+        None => None,
+        Some("elevenlabs") => Some(ProviderKind::ElevenLabs),
+        Some("livekit") => Some(ProviderKind::LiveKit),
+        Some(_) => return Err(ApiError::invalid("provider must be elevenlabs or livekit")),
+    };
+    let raw_number = match (body.phone_number, &caller, &config.default_fallback_phone) {
+        (Some(number), _, _) => number,
+        (None, Caller::Authenticated(_), Some(fallback)) => fallback.to_string(),
+        (None, _, _) => return Err(ApiError::invalid("phone_number is required")),
+    };
+    if app.dispatchers.pick(provider).is_none() {
+        return Err(ApiError::ProviderNotConfigured);
+    }
+
+    // Phone policy.
+    let policy = app.phone.as_ref().ok_or(ApiError::Misconfigured)?;
+    let to = policy.check(&raw_number).map_err(|e| {
+        tracing::info!(request_id = %request_id.0, reason = %e, "Destination refused");
+        match e {
+            PhoneError::Invalid(m) => ApiError::InvalidPhoneNumber(m.to_string()),
+            PhoneError::NotAllowed(m) => ApiError::DestinationNotAllowed(m.to_string()),
+        }
+    })?;
+
+    // Who is counted: the platform's client address for anonymous callers; for a trusted
+    // server, the end user it speaks for (`X-End-User-IP`) or nobody.
+    let client = match &caller {
+        Caller::Anonymous => {
+            let ip = client_ip(config.client_ip_source, &parts).ok_or_else(|| {
+                ApiError::bad_request("The client address could not be determined.")
+            })?;
+            Some(IpKey::new(ip))
+        }
+        Caller::Authenticated(_) => end_user_ip(&parts)?,
+    };
+
+    let fingerprint = {
+        let canonical = serde_json::to_vec(&Fingerprint {
+            phone_number: to.e164.as_str(),
+            name: name.as_deref(),
+            provider: provider.map(ProviderKind::as_str),
+            variables: &variables,
+        })
+        .map_err(|_| ApiError::Internal)?;
+        hex(&Sha256::digest(&canonical))
+    };
+    let scope = match (&caller, client) {
+        (Caller::Authenticated(key), _) => format!("key:{}", key.as_str()),
+        (Caller::Anonymous, Some(ip)) => format!("ip:{ip}"),
+        (Caller::Anonymous, None) => return Err(ApiError::Internal),
+    };
+    let idempotency = idempotency_key.map(|key| format!("idem:{scope}:{key}"));
+
+    if let Some(key) = &idempotency {
+        let now = app.clock.now_ms();
+        match app.idempotency.begin(key, &fingerprint, now).await {
+            Ok(Begin::Started) => {}
+            Ok(Begin::Replay(stored)) => return Ok(replay(stored)),
+            Ok(Begin::InProgress) => return Err(ApiError::RequestInProgress),
+            Ok(Begin::Mismatch) => return Err(ApiError::IdempotencyKeyReused),
+            Err(error) => {
+                tracing::error!(request_id = %request_id.0, error = %error, "Idempotency store failed; refusing the call");
+                return Err(ApiError::RateLimitUnavailable);
+            }
+        }
+    }
+
+    let call = StartCall {
+        to,
+        name,
+        variables,
+        provider,
+        caller,
+        client,
+    };
+    let outcome = app.start_call(call, &request_id.0).await;
+    let reached_dispatch = matches!(
+        outcome.result,
+        Ok(_) | Err(ApiError::ProviderError(_)) | Err(ApiError::ProviderTimeout)
+    );
+    let response = render(&outcome, request_id);
+
+    if let Some(key) = &idempotency {
+        // Answers from dispatch on are kept (a replay must never ring twice, even after a
+        // timeout); refusals before dispatch give the key back so a retry can succeed.
+        let stored = if reached_dispatch {
+            store(response).await
+        } else {
+            Err(response)
+        };
+        return Ok(match stored {
+            Ok((stored, response)) => {
+                let now = app.clock.now_ms();
+                if let Err(error) = app.idempotency.complete(key, &fingerprint, &stored, now).await {
+                    tracing::error!(request_id = %request_id.0, error = %error, "Idempotency record not saved");
+                }
+                response
+            }
+            Err(response) => {
+                if let Err(error) = app.idempotency.release(key, &fingerprint).await {
+                    tracing::error!(request_id = %request_id.0, error = %error, "Idempotency key not released");
+                }
+                response
+            }
+        });
+    }
+    Ok(response)
+}
+
+/// `503 misconfigured` on a broken configuration; `503 provider_not_configured` when only the
+/// provider is missing and no request could name another one (checked per request later).
+fn refuse_broken_configuration(config: &Config) -> Result<(), ApiError> {
+    if config
+        .problems
+        .iter()
+        .any(|p| !Config::is_provider_problem(p))
+    {
+        return Err(ApiError::Misconfigured);
+    }
+    Ok(())
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    let essence = value
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedMediaType)?
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// `Idempotency-Key`: 1–255 printable ASCII characters, sent once.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if values.next().is_some()
+        || bytes.is_empty()
+        || bytes.len() > 255
+        || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+    {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters, sent once.",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    if let Some(length) = headers.get(CONTENT_LENGTH) {
+        let declared = length
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::bad_request("Content-Length is not a number."))?;
+        if declared > MAX_BODY_BYTES as u64 {
+            return Err(ApiError::PayloadTooLarge);
+        }
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)
+}
+
+fn validate_name(name: &str) -> Result<String, ApiError> {
+    let trimmed = name.trim();
+    let chars = trimmed.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(ApiError::invalid("name must be 1 to 100 characters"));
+    }
+    if trimmed.chars().any(is_forbidden_in_text) {
+        return Err(ApiError::invalid(
+            "name must not contain control or invisible formatting characters",
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Control characters, and the invisible format characters that can reorder or hide text
+/// (bidirectional overrides, zero-width characters, the BOM).
+fn is_forbidden_in_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
+}
+
+fn validate_variables(variables: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if variables.len() > MAX_VARIABLES {
+        return Err(ApiError::invalid("variables holds at most 20 entries"));
+    }
+    for (key, value) in variables {
+        let key_ok = (1..=MAX_VARIABLE_KEY).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !key_ok {
+            return Err(ApiError::invalid(
+                "variables keys must match [A-Za-z0-9_]{1,40}",
+            ));
+        }
+        if value.chars().count() > MAX_VARIABLE_VALUE_CHARS {
+            return Err(ApiError::invalid(
+                "variables values must be at most 500 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `X-End-User-IP` from an authenticated server: one IP address, or absent.
+fn end_user_ip(parts: &Parts) -> Result<Option<IpKey>, ApiError> {
+    if parts.headers.get("x-end-user-ip").is_none() {
+        return Ok(None);
+    }
+    single_ip_header(parts, "x-end-user-ip")
+        .map(|ip| Some(IpKey::new(ip)))
+        .ok_or_else(|| ApiError::invalid("X-End-User-IP must be one IP address"))
+}
+
+fn render(outcome: &Outcome, request_id: &RequestId) -> Response {
+    let mut response = match &outcome.result {
+        Ok(started) => (
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "status": "initiated",
+                "call_id": started.call_id.to_string(),
+                "provider": started.provider.as_str(),
+                "provider_call_id": started.provider_call_id,
+                "to": started.to,
+                "dry_run": started.provider == ProviderKind::DryRun,
+            })),
+        )
+            .into_response(),
+        Err(error) => error_response(error, request_id),
+    };
+    if let Some(rate) = outcome.rate {
+        rate_limit_headers(response.headers_mut(), &rate);
+    }
+    response
+}
+
+fn rate_limit_headers(headers: &mut HeaderMap, rate: &LimitStatus) {
+    headers.insert("ratelimit-limit", HeaderValue::from(rate.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
+}
+
+/// Headers a replay repeats (the rest are made fresh: request id, CORS).
+const REPLAYED_HEADERS: [&str; 4] = [
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+];
+
+/// Splits a response into what is stored and the response itself (rebuilt from the bytes).
+async fn store(response: Response) -> Result<(StoredResponse, Response), Response> {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    };
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        headers: REPLAYED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = parts.headers.get(*name)?.to_str().ok()?;
+                Some((name.to_string(), value.to_string()))
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    Ok((stored, Response::from_parts(parts, Body::from(bytes))))
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+fn shorten(message: &str) -> String {
+    message.chars().take(200).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,75 @@
+//! The local server (`cargo run`): every endpoint on `http://localhost:5001` (`PORT`
+//! overrides), `.env.local` read when present, embedded defaults otherwise.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::{logging, router, App, Config};
+
+pub const DEFAULT_PORT: u16 = 5001;
+
+/// Runs the local server until Ctrl-C.
+pub fn main() -> ExitCode {
+    // Values already in the environment win over `.env.local`.
+    let _ = dotenvy::from_filename(".env.local");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chamada: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve())
+}
+
+async fn serve() -> ExitCode {
+    let mut config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("chamada: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(config.log_format);
+    let port = match std::env::var("PORT") {
+        Ok(value) => match value.trim().parse::<u16>() {
+            Ok(port) => port,
+            Err(_) => {
+                eprintln!("chamada: PORT must be a port number, got {value:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => DEFAULT_PORT,
+    };
+    let listener = match tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("chamada: cannot listen on 127.0.0.1:{port}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+    // The page this server serves calls the API from its own origin.
+    for own in [format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")] {
+        if !config.allowed_origins.contains(&own) {
+            config.allowed_origins.push(own);
+        }
+    }
+    let app = App::build(config).await;
+    println!("Chamada listening on http://localhost:{port} ({})", app.describe());
+    let service = router(Arc::new(app)).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chamada: server error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

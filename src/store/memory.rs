@@ -1,0 +1,282 @@
+//! The in-memory store: exact, and right for one process (`cargo run`, tests). Serverless
+//! instances share no memory, so production on this store must be chosen explicitly
+//! (SPEC §5) and health says so.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{
+    secs_until, Admission, Begin, IdempotencyStore, LimitCheck, LimitStatus, RateLimiter,
+    StoreError, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
+};
+
+/// Sweep idle keys every this many operations, so memory follows the live keys.
+const SWEEP_EVERY: u64 = 4096;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    counters: HashMap<String, Counter>,
+    records: HashMap<String, Record>,
+    ops: u64,
+}
+
+enum Counter {
+    /// Admission times, oldest first, each within the window.
+    Rolling { window_ms: u64, times: VecDeque<u64> },
+    /// A count for one UTC day, ending at `ends_ms`.
+    Day { count: u32, ends_ms: u64 },
+}
+
+struct Record {
+    fingerprint: String,
+    state: RecordState,
+}
+
+enum RecordState {
+    InProgress { lease_until_ms: u64 },
+    Done { response: StoredResponse, expires_ms: u64 },
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied admission (all mutation
+        // happens after every check), so a poisoned lock is safe to keep using.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many keys the store holds (limits and idempotency), for tests of the sweep.
+    pub fn len(&self) -> usize {
+        let inner = self.lock();
+        inner.counters.len() + inner.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Counter {
+    fn prune(&mut self, now_ms: u64) {
+        match self {
+            Counter::Rolling { window_ms, times } => {
+                while times.front().is_some_and(|&t| t + *window_ms <= now_ms) {
+                    times.pop_front();
+                }
+            }
+            Counter::Day { count, ends_ms } => {
+                if *ends_ms <= now_ms {
+                    *count = 0;
+                }
+            }
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        match self {
+            Counter::Rolling { times, .. } => times.is_empty(),
+            Counter::Day { count, .. } => *count == 0,
+        }
+    }
+}
+
+impl Inner {
+    fn sweep(&mut self, now_ms: u64) {
+        self.counters.retain(|_, c| {
+            c.prune(now_ms);
+            !c.is_idle()
+        });
+        self.records.retain(|_, r| match &r.state {
+            RecordState::InProgress { lease_until_ms } => *lease_until_ms > now_ms,
+            RecordState::Done { expires_ms, .. } => *expires_ms > now_ms,
+        });
+    }
+
+    fn tick(&mut self, now_ms: u64) {
+        self.ops += 1;
+        if self.ops % SWEEP_EVERY == 0 {
+            self.sweep(now_ms);
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryStore {
+    async fn admit(&self, checks: &[LimitCheck], now_ms: u64) -> Result<Admission, StoreError> {
+        let mut inner = self.lock();
+        inner.tick(now_ms);
+
+        // Decide under one lock, before changing anything: all or nothing.
+        let mut refused: Option<LimitStatus> = None;
+        for check in checks {
+            let counter = inner
+                .counters
+                .entry(check.key.clone())
+                .or_insert_with(|| new_counter(check.window, now_ms));
+            counter.prune(now_ms);
+            let (count, free_at) = match counter {
+                Counter::Rolling { window_ms, times } => {
+                    let n = times.len();
+                    let max = check.max as usize;
+                    // The slot frees when enough old admissions leave the window that one more
+                    // fits: the (n - max)th oldest.
+                    let free_at = if n >= max && max > 0 {
+                        times[n - max] + *window_ms
+                    } else {
+                        now_ms
+                    };
+                    (n as u64, free_at)
+                }
+                Counter::Day { count, ends_ms } => (*count as u64, *ends_ms),
+            };
+            if count >= check.max as u64 {
+                let status = LimitStatus {
+                    kind: check.kind,
+                    limit: check.max,
+                    remaining: 0,
+                    reset_secs: secs_until(free_at, now_ms).max(1),
+                };
+                if refused.is_none_or(|r| status.reset_secs > r.reset_secs) {
+                    refused = Some(status);
+                }
+            }
+        }
+        if let Some(by) = refused {
+            return Ok(Admission::Refused { by });
+        }
+
+        let mut statuses = Vec::with_capacity(checks.len());
+        for check in checks {
+            let Some(counter) = inner.counters.get_mut(&check.key) else {
+                return Err(StoreError::Corrupt("counter vanished under lock".into()));
+            };
+            let (count, reset_at) = match counter {
+                Counter::Rolling { window_ms, times } => {
+                    times.push_back(now_ms);
+                    let oldest = times.front().copied().unwrap_or(now_ms);
+                    (times.len() as u32, oldest + *window_ms)
+                }
+                Counter::Day { count, ends_ms } => {
+                    *count += 1;
+                    (*count, *ends_ms)
+                }
+            };
+            statuses.push(LimitStatus {
+                kind: check.kind,
+                limit: check.max,
+                remaining: check.max.saturating_sub(count),
+                reset_secs: secs_until(reset_at, now_ms),
+            });
+        }
+        Ok(Admission::Admitted(statuses))
+    }
+}
+
+fn new_counter(window: Window, now_ms: u64) -> Counter {
+    match window {
+        Window::Rolling { ms } => Counter::Rolling {
+            window_ms: ms,
+            times: VecDeque::new(),
+        },
+        Window::UtcDay => Counter::Day {
+            count: 0,
+            ends_ms: (now_ms / DAY_MS + 1) * DAY_MS,
+        },
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn begin(&self, key: &str, fingerprint: &str, now_ms: u64) -> Result<Begin, StoreError> {
+        let mut inner = self.lock();
+        inner.tick(now_ms);
+        if let Some(record) = inner.records.get(key) {
+            let live = match &record.state {
+                RecordState::InProgress { lease_until_ms } => *lease_until_ms > now_ms,
+                RecordState::Done { expires_ms, .. } => *expires_ms > now_ms,
+            };
+            if live {
+                if record.fingerprint != fingerprint {
+                    return Ok(Begin::Mismatch);
+                }
+                return Ok(match &record.state {
+                    RecordState::InProgress { .. } => Begin::InProgress,
+                    RecordState::Done { response, .. } => Begin::Replay(response.clone()),
+                });
+            }
+        }
+        inner.records.insert(
+            key.to_string(),
+            Record {
+                fingerprint: fingerprint.to_string(),
+                state: RecordState::InProgress {
+                    lease_until_ms: now_ms + IDEMPOTENCY_LEASE_MS,
+                },
+            },
+        );
+        Ok(Begin::Started)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        response: &StoredResponse,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(record) = inner.records.get_mut(key) {
+            if record.fingerprint == fingerprint {
+                record.state = RecordState::Done {
+                    response: response.clone(),
+                    expires_ms: now_ms + IDEMPOTENCY_TTL_MS,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let owned = inner.records.get(key).is_some_and(|r| {
+            r.fingerprint == fingerprint && matches!(r.state, RecordState::InProgress { .. })
+        });
+        if owned {
+            inner.records.remove(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LimitKind;
+
+    #[tokio::test]
+    async fn idle_keys_are_swept_so_memory_follows_live_keys() {
+        let store = MemoryStore::new();
+        for i in 0..100u64 {
+            let check = LimitCheck {
+                kind: LimitKind::Ip,
+                key: format!("ip:{i}"),
+                max: 3,
+                window: Window::Rolling { ms: 1000 },
+            };
+            store.admit(&[check], 0).await.unwrap();
+        }
+        assert_eq!(store.len(), 100);
+        store.lock().sweep(1000);
+        assert!(store.is_empty());
+    }
+}

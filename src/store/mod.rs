@@ -1,0 +1,150 @@
+//! Ports to the shared state of the call path: the rate limiter (SPEC §5) and idempotency
+//! records (SPEC §8). Each has an in-memory implementation ([`memory`]); a DynamoDB store
+//! implements the same traits, and one conformance suite runs against both.
+//!
+//! Stores receive the time from the caller (milliseconds since the epoch) and never read a
+//! clock, so the rules are the same whatever the store and tests need no sleeping.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub const DAY_MS: u64 = 86_400_000;
+
+/// Which limit a check belongs to; also the metric and log label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    Ip,
+    Number,
+    Global,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Ip => "ip",
+            LimitKind::Number => "number",
+            LimitKind::Global => "global",
+        }
+    }
+}
+
+/// How admissions are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// At most `max` admissions in any span of this many milliseconds: exact, not bucketed.
+    Rolling { ms: u64 },
+    /// At most `max` admissions per UTC calendar day; the key carries the day.
+    UtcDay,
+}
+
+/// One limit that a request must fit under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitCheck {
+    pub kind: LimitKind,
+    /// Identifies the counted thing (already scoped and, for shared stores, hashed).
+    pub key: String,
+    pub max: u32,
+    pub window: Window,
+}
+
+/// The state of one limit after a decision, for the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitStatus {
+    pub kind: LimitKind,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the next slot frees (rounded up); 0 when nothing is counted.
+    pub reset_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted under every limit.
+    Admitted(Vec<LimitStatus>),
+    /// Counted under none. `by` is the limit with the longest wait (a request needs a slot in
+    /// every limit), with `remaining` 0 and `reset_secs` = the exact `Retry-After`.
+    Refused { by: LimitStatus },
+}
+
+impl Admission {
+    /// The limit the `RateLimit-*` headers describe: the most restrictive one (fewest
+    /// remaining, then the longest reset).
+    pub fn headline(&self) -> Option<LimitStatus> {
+        match self {
+            Admission::Admitted(all) => all
+                .iter()
+                .copied()
+                .min_by(|a, b| a.remaining.cmp(&b.remaining).then(b.reset_secs.cmp(&a.reset_secs))),
+            Admission::Refused { by } => Some(*by),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store answered something unexpected: {0}")]
+    Corrupt(String),
+}
+
+/// The rolling-window limiter. All-or-nothing: a request is counted under every check or none.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    async fn admit(&self, checks: &[LimitCheck], now_ms: u64) -> Result<Admission, StoreError>;
+}
+
+/// A response kept for replay under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// This request owns the key now; finish with `complete` or `release`.
+    Started,
+    /// The same request already finished: replay this.
+    Replay(StoredResponse),
+    /// The same request is still running.
+    InProgress,
+    /// The key was used with a different body.
+    Mismatch,
+}
+
+/// How long a finished answer is replayed.
+pub const IDEMPOTENCY_TTL_MS: u64 = DAY_MS;
+/// How long an unfinished request holds its key before another may take it over (a crashed
+/// instance must not block a key for a day). Longer than any provider call plus webhook.
+pub const IDEMPOTENCY_LEASE_MS: u64 = 10 * 60 * 1000;
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request whose body hashes to `fingerprint`, or says why not.
+    async fn begin(&self, key: &str, fingerprint: &str, now_ms: u64) -> Result<Begin, StoreError>;
+    /// Stores the answer to replay.
+    async fn complete(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        response: &StoredResponse,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// Gives the key back without an answer (the request ended before dispatch).
+    async fn release(&self, key: &str, fingerprint: &str) -> Result<(), StoreError>;
+}
+
+/// Seconds from `now_ms` until `at_ms`, rounded up.
+pub fn secs_until(at_ms: u64, now_ms: u64) -> u64 {
+    at_ms.saturating_sub(now_ms).div_ceil(1000)
+}
+
+/// The UTC day number of a time, for `Window::UtcDay` keys.
+pub fn utc_day(now_ms: u64) -> u64 {
+    now_ms / DAY_MS
+}
