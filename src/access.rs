@@ -146,8 +146,16 @@ mod tests {
     #[test]
     fn every_configured_key_is_accepted_and_identified_stably() {
         let keys = ApiKeys::new([KEY_A, KEY_B]);
-        let a = authenticate(&keys, &headers(&[format!("Bearer {KEY_A}").as_bytes()]), false);
-        let b = authenticate(&keys, &headers(&[format!("bearer {KEY_B}").as_bytes()]), false);
+        let a = authenticate(
+            &keys,
+            &headers(&[format!("Bearer {KEY_A}").as_bytes()]),
+            false,
+        );
+        let b = authenticate(
+            &keys,
+            &headers(&[format!("bearer {KEY_B}").as_bytes()]),
+            false,
+        );
         let (Ok(Caller::Authenticated(a)), Ok(Caller::Authenticated(b))) = (a, b) else {
             panic!("a configured key was refused");
         };
@@ -191,8 +199,14 @@ mod tests {
     #[test]
     fn anonymous_is_allowed_only_when_the_policy_says_so() {
         let keys = ApiKeys::new([KEY_A]);
-        assert_eq!(authenticate(&keys, &headers(&[]), true), Ok(Caller::Anonymous));
-        assert_eq!(authenticate(&keys, &headers(&[]), false), Err(Denied::KeyRequired));
+        assert_eq!(
+            authenticate(&keys, &headers(&[]), true),
+            Ok(Caller::Anonymous)
+        );
+        assert_eq!(
+            authenticate(&keys, &headers(&[]), false),
+            Err(Denied::KeyRequired)
+        );
     }
 
     #[test]

@@ -57,16 +57,6 @@ impl App {
             dispatchers = dispatchers.with(Arc::new(DryRun));
         }
 
-        for problem in &config.problems {
-            tracing::error!(
-                variable = problem.name,
-                kind = ?problem.kind,
-                reason = problem.reason,
-                "{}",
-                logging::ENV_MISSING
-            );
-        }
-
         App {
             config,
             phone,
@@ -75,6 +65,20 @@ impl App {
             dispatchers,
             notifier: Arc::new(NoWebhook),
             clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Logs one `Environment variable missing` line per problem (names and reasons, never
+    /// values). Entry points call it once at start-up.
+    pub fn report_problems(&self) {
+        for problem in &self.config.problems {
+            tracing::error!(
+                variable = problem.name,
+                kind = ?problem.kind,
+                reason = problem.reason,
+                "{}",
+                logging::ENV_MISSING
+            );
         }
     }
 
@@ -112,7 +116,11 @@ impl App {
             self.config.environment.as_str(),
             self.config.provider.map_or("none", ProviderKind::as_str),
             self.config.store.as_str(),
-            if self.config.webhook.is_some() { "on" } else { "off" },
+            if self.config.webhook.is_some() {
+                "on"
+            } else {
+                "off"
+            },
             if self.config.problems.is_empty() {
                 String::new()
             } else {

@@ -162,15 +162,21 @@ impl App {
                     DispatchError::Provider { reason } => ApiError::ProviderError(reason.clone()),
                     DispatchError::Timeout => ApiError::ProviderTimeout,
                 };
-                (Err(api_error), EventType::CallFailed, Some(error.to_string()))
+                (
+                    Err(api_error),
+                    EventType::CallFailed,
+                    Some(error.to_string()),
+                )
             }
         };
 
         let event = Event {
             id: format!("msg_{}", Uuid::new_v4().simple()),
             kind: event_kind,
-            created_at: humantime::format_rfc3339_millis(std::time::SystemTime::UNIX_EPOCH
-                + std::time::Duration::from_millis(self.clock.now_ms()))
+            created_at: humantime::format_rfc3339_millis(
+                std::time::SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_millis(self.clock.now_ms()),
+            )
             .to_string(),
             data: CallOutcome {
                 call_id: request.call_id.to_string(),

@@ -139,9 +139,9 @@ mod tests {
             .unwrap();
         let (mut parts, _) = req.into_parts();
         assert_eq!(client_ip(ClientIpSource::Socket, &parts), None);
-        parts
-            .extensions
-            .insert(ConnectInfo("192.0.2.10:5555".parse::<SocketAddr>().unwrap()));
+        parts.extensions.insert(ConnectInfo(
+            "192.0.2.10:5555".parse::<SocketAddr>().unwrap(),
+        ));
         assert_eq!(
             client_ip(ClientIpSource::Socket, &parts),
             Some("192.0.2.10".parse().unwrap())

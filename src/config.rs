@@ -281,14 +281,20 @@ impl Config {
                     .map(str::trim)
                     .filter(|k| !k.is_empty())
                     .collect();
-                if keys.iter().any(|k| !k.bytes().all(|b| b.is_ascii_graphic())) {
+                if keys
+                    .iter()
+                    .any(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
+                {
                     r.refuse(
                         "PRODUCTION_API_KEY",
                         "keys must be printable ASCII without spaces",
                     );
                     ApiKeys::default()
                 } else if production && keys.iter().any(|k| k.len() < MIN_KEY_LEN) {
-                    r.refuse("PRODUCTION_API_KEY", "every key needs 32 characters or more");
+                    r.refuse(
+                        "PRODUCTION_API_KEY",
+                        "every key needs 32 characters or more",
+                    );
                     ApiKeys::default()
                 } else {
                     ApiKeys::new(keys)
@@ -565,7 +571,9 @@ fn origin_problem(origin: &str, production: bool) -> Option<&'static str> {
     }
     if authority.is_empty()
         || authority.contains(['/', '?', '#', '@', '*'])
-        || authority.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii_graphic())
+        || authority
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || !b.is_ascii_graphic())
     {
         return Some("expected a lower-case scheme://host[:port] with no path");
     }
@@ -882,13 +890,19 @@ mod tests {
         assert_eq!(
             names(&with(&[
                 ("PRODUCTION_API_KEY", STRONG),
-                ("ALLOWED_ORIGINS", "https://chamada.example,http://chamada.example")
+                (
+                    "ALLOWED_ORIGINS",
+                    "https://chamada.example,http://chamada.example"
+                )
             ])),
             ["ALLOWED_ORIGINS"]
         );
         assert!(with(&[
             ("PRODUCTION_API_KEY", STRONG),
-            ("ALLOWED_ORIGINS", "https://chamada.example,http://localhost:3000")
+            (
+                "ALLOWED_ORIGINS",
+                "https://chamada.example,http://localhost:3000"
+            )
         ])
         .problems
         .is_empty());

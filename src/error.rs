@@ -9,10 +9,7 @@ pub enum ApiError {
     #[error("The request body is not valid JSON.")]
     InvalidJson,
     #[error("{message}")]
-    InvalidRequest {
-        status: StatusCode,
-        message: String,
-    },
+    InvalidRequest { status: StatusCode, message: String },
     #[error("{0}")]
     InvalidPhoneNumber(String),
     #[error("{0}")]

@@ -51,13 +51,20 @@ async fn serve() -> ExitCode {
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
     // The page this server serves calls the API from its own origin.
-    for own in [format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")] {
+    for own in [
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    ] {
         if !config.allowed_origins.contains(&own) {
             config.allowed_origins.push(own);
         }
     }
     let app = App::build(config).await;
-    println!("Chamada listening on http://localhost:{port} ({})", app.describe());
+    println!(
+        "Chamada listening on http://localhost:{port} ({})",
+        app.describe()
+    );
+    app.report_problems();
     let service = router(Arc::new(app)).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

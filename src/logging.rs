@@ -28,7 +28,11 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.with_target(false).compact().try_init(),
+        LogFormat::Pretty => builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .compact()
+            .try_init(),
     };
 }
 

@@ -61,7 +61,12 @@ impl E164 {
             .min(digits.len());
         let tail = digits.len().saturating_sub(3).max(cc_len);
         let stars = tail - cc_len;
-        format!("+{}{}{}", &digits[..cc_len], "*".repeat(stars), &digits[tail..])
+        format!(
+            "+{}{}{}",
+            &digits[..cc_len],
+            "*".repeat(stars),
+            &digits[tail..]
+        )
     }
 }
 
@@ -78,26 +83,26 @@ impl fmt::Debug for E164 {
     }
 }
 
-/// The byte-level syntax gate: `+` then 8–15 ASCII digits, with ASCII spaces and hyphens
-/// tolerated and removed. Anything else (letters, `tel:`, `;ext=`, dots, brackets, Unicode
+/// The byte-level syntax gate: after removing ASCII spaces and hyphens (anywhere), `+` then
+/// 8–15 ASCII digits. Anything else (letters, `tel:`, `;ext=`, dots, brackets, Unicode
 /// digits or spaces, a leading 0 after `+`) is refused before any metadata is consulted.
 pub fn normalize(input: &str) -> Result<E164, PhoneError> {
     const BAD: PhoneError =
         PhoneError::Invalid("phone_number must be in E.164 form: + and 8 to 15 digits");
     let bytes = input.as_bytes();
-    if bytes.len() > MAX_RAW_LEN || bytes.first() != Some(&b'+') {
+    if bytes.len() > MAX_RAW_LEN {
         return Err(BAD);
     }
     let mut out = String::with_capacity(16);
-    out.push('+');
-    for &b in &bytes[1..] {
+    for &b in bytes {
         match b {
-            b'0'..=b'9' => out.push(b as char),
             b' ' | b'-' => {}
+            b'+' if out.is_empty() => out.push('+'),
+            b'0'..=b'9' if !out.is_empty() => out.push(b as char),
             _ => return Err(BAD),
         }
     }
-    let digits = out.len() - 1;
+    let digits = out.len().saturating_sub(1);
     if !(8..=15).contains(&digits) || out.as_bytes()[1] == b'0' {
         return Err(BAD);
     }
@@ -165,7 +170,9 @@ impl PhonePolicy {
         let digits = &e164.as_str()[1..];
         let index = territories();
         let Some(cc_len) = index.country_code_len(digits) else {
-            return Err(PhoneError::Invalid("phone_number has no known country code"));
+            return Err(PhoneError::Invalid(
+                "phone_number has no known country code",
+            ));
         };
         let code: u16 = digits[..cc_len].parse().unwrap_or(0);
         if !self.codes.contains(&code) {
@@ -339,7 +346,14 @@ mod tests {
 
     #[test]
     fn syntax_gate_strips_spaces_and_hyphens_only() {
-        assert_eq!(normalize("+351 912-345-678").unwrap().as_str(), "+351912345678");
+        assert_eq!(
+            normalize("+351 912-345-678").unwrap().as_str(),
+            "+351912345678"
+        );
+        assert_eq!(
+            normalize(" +351 912345678 ").unwrap().as_str(),
+            "+351912345678"
+        );
         for bad in [
             "351912345678",
             "+351.912.345.678",
@@ -354,6 +368,9 @@ mod tests {
             "+351\u{a0}912345678",
             "",
             "+",
+            "++351912345678",
+            "+351+912345678",
+            "+351912345678\n",
         ] {
             assert!(normalize(bad).is_err(), "{bad:?} passed the gate");
         }
@@ -381,7 +398,12 @@ mod tests {
     #[test]
     fn other_countries_and_global_networks_are_not_allowed() {
         let policy = pt();
-        for number in ["+14155550123", "+447911123456", "+881612345678", "+882345678901"] {
+        for number in [
+            "+14155550123",
+            "+447911123456",
+            "+881612345678",
+            "+882345678901",
+        ] {
             assert!(
                 matches!(policy.check(number), Err(PhoneError::NotAllowed(_))),
                 "{number} was not refused as a destination"
@@ -415,15 +437,24 @@ mod tests {
 
     #[test]
     fn masking_keeps_the_country_code_and_last_three_digits() {
-        assert_eq!(normalize("+351912345678").unwrap().masked(), "+351******678");
+        assert_eq!(
+            normalize("+351912345678").unwrap().masked(),
+            "+351******678"
+        );
         assert_eq!(normalize("+14155550123").unwrap().masked(), "+1*******123");
         assert!(!format!("{:?}", normalize("+351912345678").unwrap()).contains("912345"));
     }
 
     #[test]
     fn region_of_caller_id() {
-        assert_eq!(region_of(&normalize("+351211234567").unwrap()).as_deref(), Some("PT"));
-        assert_eq!(region_of(&normalize("+442079460000").unwrap()).as_deref(), Some("GB"));
+        assert_eq!(
+            region_of(&normalize("+351211234567").unwrap()).as_deref(),
+            Some("PT")
+        );
+        assert_eq!(
+            region_of(&normalize("+442079460000").unwrap()).as_deref(),
+            Some("GB")
+        );
     }
 
     #[test]

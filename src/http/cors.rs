@@ -1,11 +1,11 @@
 //! CORS (SPEC §4): exact byte match against `ALLOWED_ORIGINS`, decided before any side effect.
 
+use axum::response::{IntoResponse, Response};
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, ORIGIN, VARY,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
 

@@ -41,9 +41,8 @@ fn report(app: &App) -> Response {
         "webhook": config.webhook.is_some(),
     });
     if config.is_production() && config.store == StoreKind::Memory {
-        body["warning"] = json!(
-            "rate_limit_store is memory: every serverless instance counts on its own"
-        );
+        body["warning"] =
+            json!("rate_limit_store is memory: every serverless instance counts on its own");
     }
     if missing.is_empty() {
         (StatusCode::OK, Json(body)).into_response()

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Json, Router};
-use http::header::{RETRY_AFTER, WWW_AUTHENTICATE, ALLOW};
+use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::HeaderValue;
 
 use crate::app::App;

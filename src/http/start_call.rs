@@ -86,7 +86,8 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
     let caller = match authenticate(&config.api_keys, &parts.headers, anonymous_allowed) {
         Ok(caller) => caller,
         Err(denied) => {
-            let ip = client_ip(config.client_ip_source, &parts).map(|ip| IpKey::new(ip).log_prefix());
+            let ip =
+                client_ip(config.client_ip_source, &parts).map(|ip| IpKey::new(ip).log_prefix());
             if denied == Denied::InvalidKey {
                 tracing::warn!(request_id = %request_id.0, ip = ip.as_deref(), "{}", logging::INVALID_API_KEY);
             } else {
@@ -99,12 +100,7 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_body(&parts.headers, body).await?;
-    let body: StartCallBody = serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::invalid(format!("Invalid request body: {}", shorten(&e.to_string())))
-        }
-        _ => ApiError::InvalidJson,
-    })?;
+    let body = parse_body(&bytes)?;
 
     // Fields.
     if !caller.is_authenticated() && (body.provider.is_some() || body.variables.is_some()) {
@@ -209,7 +205,11 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         return Ok(match stored {
             Ok((stored, response)) => {
                 let now = app.clock.now_ms();
-                if let Err(error) = app.idempotency.complete(key, &fingerprint, &stored, now).await {
+                if let Err(error) = app
+                    .idempotency
+                    .complete(key, &fingerprint, &stored, now)
+                    .await
+                {
                     tracing::error!(request_id = %request_id.0, error = %error, "Idempotency record not saved");
                 }
                 response
@@ -289,6 +289,27 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiE
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)
+}
+
+/// Syntax errors are `400 invalid_json`; well-formed JSON of the wrong shape is
+/// `422 invalid_request`. Only an object is a body: serde would otherwise accept a JSON array
+/// as a struct, field by field in order.
+fn parse_body(bytes: &[u8]) -> Result<StartCallBody, ApiError> {
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::invalid("The request body must be a JSON object.")),
+            Err(_) => Err(ApiError::InvalidJson),
+        };
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::invalid(format!("Invalid request body: {}", shorten(&e.to_string())))
+        }
+        _ => ApiError::InvalidJson,
+    })
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {

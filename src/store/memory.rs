@@ -29,7 +29,10 @@ struct Inner {
 
 enum Counter {
     /// Admission times, oldest first, each within the window.
-    Rolling { window_ms: u64, times: VecDeque<u64> },
+    Rolling {
+        window_ms: u64,
+        times: VecDeque<u64>,
+    },
     /// A count for one UTC day, ending at `ends_ms`.
     Day { count: u32, ends_ms: u64 },
 }
@@ -40,8 +43,13 @@ struct Record {
 }
 
 enum RecordState {
-    InProgress { lease_until_ms: u64 },
-    Done { response: StoredResponse, expires_ms: u64 },
+    InProgress {
+        lease_until_ms: u64,
+    },
+    Done {
+        response: StoredResponse,
+        expires_ms: u64,
+    },
 }
 
 impl MemoryStore {

@@ -74,10 +74,11 @@ impl Admission {
     /// remaining, then the longest reset).
     pub fn headline(&self) -> Option<LimitStatus> {
         match self {
-            Admission::Admitted(all) => all
-                .iter()
-                .copied()
-                .min_by(|a, b| a.remaining.cmp(&b.remaining).then(b.reset_secs.cmp(&a.reset_secs))),
+            Admission::Admitted(all) => all.iter().copied().min_by(|a, b| {
+                a.remaining
+                    .cmp(&b.remaining)
+                    .then(b.reset_secs.cmp(&a.reset_secs))
+            }),
             Admission::Refused { by } => Some(*by),
         }
     }

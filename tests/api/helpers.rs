@@ -1,5 +1,7 @@
 //! Shared test harness: the real router, in process (no socket), with a manual clock and a
 //! dispatcher that records every call it is asked to place.
+// Not every test module uses every helper.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -136,30 +138,44 @@ impl TestApp {
         self.recorder.count()
     }
 
-    /// Sends a request through the router, from `PEER` unless the request carries its own
-    /// `ConnectInfo`.
-    pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
-        if request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_none()
-        {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo(PEER.parse::<SocketAddr>().unwrap()));
-        }
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        TestResponse::read(response).await
+    /// Sends a request through the router (see [`send_to`]).
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        send_to(&self.router, request).await
     }
 
     /// `POST /api/start_call` with a JSON body and extra headers.
-    pub async fn start_call(&self, body: serde_json::Value, headers: &[(&str, &str)]) -> TestResponse {
-        let mut builder = Request::post("/api/start_call").header("content-type", "application/json");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        self.send(builder.body(Body::from(body.to_string())).unwrap()).await
+    pub async fn start_call(
+        &self,
+        body: serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        self.send(start_call_request(body, headers)).await
     }
+}
+
+/// Sends a request through a router, from `PEER` unless the request carries its own
+/// `ConnectInfo`.
+pub async fn send_to(router: &Router, mut request: Request<Body>) -> TestResponse {
+    if request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none()
+    {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(PEER.parse::<SocketAddr>().unwrap()));
+    }
+    let response = router.clone().oneshot(request).await.unwrap();
+    TestResponse::read(response).await
+}
+
+/// `POST /api/start_call` with a JSON body and extra headers.
+pub fn start_call_request(body: serde_json::Value, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::post("/api/start_call").header("content-type", "application/json");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body.to_string())).unwrap()
 }
 
 pub fn from_peer(mut request: Request<Body>, peer: &str) -> Request<Body> {
@@ -213,7 +229,9 @@ impl TestResponse {
         assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
         let json = self.json();
         assert_eq!(json["error"]["code"], code, "body: {json}");
-        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         assert_eq!(
             json["request_id"].as_str(),
             self.header("x-request-id"),

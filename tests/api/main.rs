@@ -1,3 +1,11 @@
 //! The HTTP contract of SPEC §2–§6 and §10, through the real router, in process.
 
+mod access;
+mod cors;
+mod health;
 mod helpers;
+mod idempotency;
+mod limits;
+mod malformed;
+mod properties;
+mod server;
