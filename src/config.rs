@@ -1036,4 +1036,33 @@ mod tests {
         let c = load(&[("MAKE_WEBHOOK_URL", "http://127.0.0.1:9/hook")]).unwrap();
         assert!(c.problems.is_empty());
     }
+
+    #[test]
+    fn every_variable_is_documented_in_the_template_and_the_readme() {
+        let template = include_str!("../.env.example");
+        let readme = include_str!("../README.md");
+        for name in VARIABLES {
+            assert!(template.contains(name), "{name} missing from .env.example");
+            assert!(readme.contains(name), "{name} missing from README.md");
+        }
+    }
+
+    #[test]
+    fn a_copied_template_runs_the_dry_run_provider_in_development() {
+        let vars: Vec<(String, String)> = include_str!("../.env.example")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                let v = v.split(" #").next().unwrap_or(v).trim();
+                (k.trim().to_string(), v.to_string())
+            })
+            .collect();
+        let map: HashMap<String, String> = vars.into_iter().collect();
+        let c = Config::load(&move |name: &str| map.get(name).cloned()).unwrap();
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.provider, Some(ProviderKind::DryRun));
+        assert!(c.api_keys.is_empty());
+        assert!(c.webhook.is_none());
+    }
 }

@@ -464,4 +464,44 @@ mod tests {
             UnknownRegion("ZZ".into())
         );
     }
+
+    #[test]
+    fn the_vendored_metadata_agrees_with_the_crate_database() {
+        use phonenumber::metadata::DATABASE;
+        let regions = ["PT", "ES", "GB", "US", "DE", "FR", "BR", "IN", "CA", "IT"];
+        let policy = PhonePolicy::new(&regions).unwrap();
+        let mut compared = 0;
+        for region in regions {
+            let meta = policy.db.by_id(region).unwrap();
+            let d = meta.descriptors();
+            let typed = [
+                d.mobile(),
+                d.fixed_line(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.voip(),
+                d.uan(),
+                d.personal_number(),
+            ];
+            for example in typed.into_iter().flatten().filter_map(|x| x.example()) {
+                let number = format!("+{}{}", meta.country_code(), example);
+                let ours = policy.check(&number);
+                let theirs = phonenumber::parse(None, &number).unwrap();
+                let allowed_type = matches!(
+                    theirs.number_type(&DATABASE),
+                    Type::Mobile | Type::FixedLine | Type::FixedLineOrMobile
+                );
+                assert_eq!(
+                    ours.is_ok(),
+                    theirs.is_valid() && allowed_type,
+                    "{number}: ours {ours:?}, crate valid={} type={:?}",
+                    theirs.is_valid(),
+                    theirs.number_type(&DATABASE)
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 50, "only {compared} numbers compared");
+    }
 }
