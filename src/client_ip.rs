@@ -41,10 +41,10 @@ pub fn single_ip_header(parts: &Parts, name: &str) -> Option<IpAddr> {
 fn aws_source_ip(parts: &Parts) -> Option<IpAddr> {
     use lambda_http::request::RequestContext;
     let ip = match parts.extensions.get::<RequestContext>()? {
+        // REST API (payload v1): `requestContext.identity.sourceIp`.
         RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
+        // HTTP API and Function URLs (payload v2): `requestContext.http.sourceIp`.
         RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
-        RequestContext::Alb(_) => None,
-        RequestContext::WebSocket(ctx) => ctx.identity.source_ip.clone(),
         #[allow(unreachable_patterns)]
         _ => None,
     }?;

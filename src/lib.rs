@@ -13,9 +13,12 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod local;
 pub mod logging;
 pub mod phone;
+pub mod serverless;
 pub mod store;
 pub mod webhook;
 

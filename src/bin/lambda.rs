@@ -1,0 +1,5 @@
+//! The AWS Lambda function (template.yaml; `cargo lambda watch`).
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    chamada::lambda::run().await
+}

@@ -1,0 +1,54 @@
+//! AWS Lambda (`lambda_http`): the same router, with API Gateway stage prefixes removed.
+//!
+//! The client address comes from `requestContext` only (see `client_ip`); forwarding headers
+//! are never read on AWS, since API Gateway appends to a client-sent `X-Forwarded-For`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use lambda_http::request::RequestContext;
+use tower::util::MapRequest;
+use tower::ServiceExt;
+
+use crate::App;
+
+/// The service `lambda_http::run` drives: the router behind stage stripping.
+pub type LambdaService = MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
+
+/// The router for Lambda: `/prod/api/health` on a REST API stage `prod` is `/api/health`.
+/// (Equivalent to `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`, without depending on it. The path is
+/// rewritten before routing, which a `Router::layer` could not do.)
+pub fn router(app: Arc<App>) -> LambdaService {
+    crate::router(app).map_request(strip_stage as fn(_) -> _)
+}
+
+fn strip_stage(mut request: lambda_http::Request) -> lambda_http::Request {
+    let stage = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| s != "$default" && !s.is_empty()) else {
+        return request;
+    };
+    let prefix = format!("/{stage}/");
+    let uri = request.uri();
+    if let Some(rest) = uri.path().strip_prefix(&prefix[..prefix.len() - 1]) {
+        if rest.starts_with('/') {
+            let path_and_query = match uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_string(),
+            };
+            if let Ok(new_uri) = path_and_query.parse() {
+                *request.uri_mut() = new_uri;
+            }
+        }
+    }
+    request
+}
+
+/// The Lambda entry point: init once, then serve events.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    let app = crate::serverless::app_from_env().await?;
+    lambda_http::run(router(app)).await
+}
