@@ -1,5 +1,7 @@
 //! The Lambda entry point fed real event payloads (API Gateway REST v1, HTTP API v2, Function
 //! URL) through `lambda_http`'s own adapter, as `lambda_http::run` does in production.
+//! Runs with `--features lambda` (scripts/test passes `--all-features`).
+#![cfg(feature = "lambda")]
 
 #[path = "api/helpers.rs"]
 mod helpers;

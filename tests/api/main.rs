@@ -9,3 +9,4 @@ mod limits;
 mod malformed;
 mod properties;
 mod server;
+mod vercel;
