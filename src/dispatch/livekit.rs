@@ -148,7 +148,7 @@ fn classify(step: &str, error: &ServiceError) -> DispatchError {
                         None => format!("LiveKit {step} failed: SIP {status} ({code_word})"),
                     }
                 }
-                None => format!("LiveKit refused the {step} ({code_word})"),
+                None => format!("LiveKit returned an error for the {step} ({code_word})"),
             }
         }
         ServiceError::Twirp(ServerError::Request(e)) if e.is_timeout() => {
@@ -218,7 +218,7 @@ mod tests {
         ));
         assert_eq!(r, "LiveKit SIP call failed: 486 Busy Here");
         let r = reason(classify("SIP call", &twirp("not_found", &[])));
-        assert_eq!(r, "LiveKit refused the SIP call (not_found)");
+        assert_eq!(r, "LiveKit returned an error for the SIP call (not_found)");
         assert!(!r.contains("351"));
     }
 
