@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProblemKind, ProviderKind, StoreKind};
-use crate::dispatch::{CallDispatcher, Dispatchers, DryRun};
+use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
 use crate::phone::PhonePolicy;
 use crate::store::memory::MemoryStore;
 use crate::store::{IdempotencyStore, RateLimiter};
-use crate::webhook::{NoWebhook, Notifier};
+use crate::webhook::{MakeWebhook, NoWebhook, Notifier};
 
 pub struct App {
     pub config: Config,
@@ -56,6 +56,38 @@ impl App {
         if config.provider == Some(ProviderKind::DryRun) {
             dispatchers = dispatchers.with(Arc::new(DryRun));
         }
+        let mut notifier: Arc<dyn Notifier> = Arc::new(NoWebhook);
+        match outbound_http() {
+            Ok(http) => {
+                if let Some(elevenlabs) = &config.elevenlabs {
+                    let timeout = config.provider_timeout;
+                    dispatchers = dispatchers.with(Arc::new(ElevenLabs::new(
+                        elevenlabs,
+                        http.clone(),
+                        timeout,
+                    )));
+                }
+                if let Some(livekit) = &config.livekit {
+                    dispatchers =
+                        dispatchers.with(Arc::new(LiveKit::new(livekit, config.provider_timeout)));
+                }
+                if let Some(webhook) = &config.webhook {
+                    match MakeWebhook::new(webhook, http) {
+                        Ok(hook) => notifier = Arc::new(hook),
+                        Err(_) => config.add_problem(
+                            "MAKE_WEBHOOK_SECRET",
+                            ProblemKind::Refused,
+                            "a whsec_ secret must hold base64 after the prefix",
+                        ),
+                    }
+                }
+            }
+            Err(_) => config.add_problem(
+                "CALL_PROVIDER",
+                ProblemKind::Refused,
+                "the HTTPS client could not be built",
+            ),
+        }
 
         App {
             config,
@@ -63,7 +95,7 @@ impl App {
             limiter: memory.clone(),
             idempotency: memory,
             dispatchers,
-            notifier: Arc::new(NoWebhook),
+            notifier,
             clock: Arc::new(SystemClock),
         }
     }
@@ -131,4 +163,14 @@ impl App {
             },
         )
     }
+}
+
+/// The one HTTP client for ElevenLabs and the webhook, built once per process so connections
+/// are reused across requests. Redirects are not followed: a redirect would resend
+/// `xi-api-key` or `x-make-apikey` to wherever it points.
+fn outbound_http() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("chamada/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }

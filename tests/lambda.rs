@@ -15,7 +15,10 @@ use lambda_http::{Context, LambdaEvent, Service};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/lambda/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/lambda/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -40,13 +43,17 @@ fn body(response: &Value) -> Value {
 }
 
 fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
-    response["headers"][name].as_str().or_else(|| {
-        response["multiValueHeaders"][name][0].as_str()
-    })
+    response["headers"][name]
+        .as_str()
+        .or_else(|| response["multiValueHeaders"][name][0].as_str())
 }
 
 async fn aws_app() -> TestApp {
-    TestApp::new(&[("CLIENT_IP_SOURCE", "aws"), ("ALLOWED_ORIGINS", "https://chamada.example")]).await
+    TestApp::new(&[
+        ("CLIENT_IP_SOURCE", "aws"),
+        ("ALLOWED_ORIGINS", "https://chamada.example"),
+    ])
+    .await
 }
 
 fn with_number(mut event: Value, number: &str) -> Value {
@@ -89,7 +96,12 @@ async fn spoofed_forwarding_headers_do_not_escape_the_source_ip_limit() {
         for i in 0..5 {
             let mut event = with_number(fixture(name), &format!("+3519123450{i:02}"));
             let spoof = format!("203.0.113.{i}");
-            for header in ["x-forwarded-for", "X-Forwarded-For", "x-real-ip", "X-Real-IP"] {
+            for header in [
+                "x-forwarded-for",
+                "X-Forwarded-For",
+                "x-real-ip",
+                "X-Real-IP",
+            ] {
                 if event["headers"].get(header).is_some() {
                     event["headers"][header] = json!(spoof);
                 }
@@ -99,7 +111,11 @@ async fn spoofed_forwarding_headers_do_not_escape_the_source_ip_limit() {
             }
             let response = invoke(&t.app, event).await;
             let expected = if i < 3 { 200 } else { 429 };
-            assert_eq!(status(&response), expected, "{name} request {i}: {response}");
+            assert_eq!(
+                status(&response),
+                expected,
+                "{name} request {i}: {response}"
+            );
         }
         assert_eq!(t.calls(), 3, "{name}");
     }

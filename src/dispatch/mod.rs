@@ -1,6 +1,9 @@
 //! Dispatch (SPEC §7): placing the call. One [`CallDispatcher`] per provider; the service picks
 //! one per request. A provider call is never retried here: a retry can ring somebody twice.
 
+pub mod elevenlabs;
+pub mod livekit;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -9,6 +12,9 @@ use uuid::Uuid;
 
 use crate::config::ProviderKind;
 use crate::phone::E164;
+
+pub use elevenlabs::ElevenLabs;
+pub use livekit::LiveKit;
 
 /// What the agent needs to place one call.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! The HTTP contract of SPEC §2–§6 and §10, through the real router, in process.
+//! The HTTP contract of SPEC §2–§10, through the real router, in process (and the real binaries
+//! over HTTP where the point is the process itself).
 
 mod access;
 mod cors;
@@ -8,5 +9,7 @@ mod idempotency;
 mod limits;
 mod malformed;
 mod properties;
+mod providers;
 mod server;
 mod vercel;
+mod webhook;

@@ -95,7 +95,10 @@ async fn on_vercel_health_and_cors_behave_as_everywhere() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://chamada.example");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://chamada.example"
+    );
     let r = http
         .post(format!("{base}/api/start_call"))
         .header("origin", "https://evil.test")

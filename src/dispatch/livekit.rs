@@ -1,0 +1,236 @@
+//! LiveKit SIP outbound calls (SPEC §7), through the `livekit-api` crate.
+//!
+//! Per call: with `LIVEKIT_AGENT_NAME`, an agent dispatch into the new room `call-<call_id>`
+//! first (so the agent is there when the callee picks up), then `CreateSIPParticipant` on
+//! `SIP_TRUNK_ID`, which dials the number into that room. The whole sequence is bounded by
+//! `PROVIDER_TIMEOUT` and never retried: the crate's region failover (which would replay a
+//! dial against another region) is switched off.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livekit_api::services::sip::CreateSIPParticipantOptions;
+use livekit_api::services::{LiveKitApi, ServerError, ServiceError, SipCallError};
+use livekit_protocol as proto;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
+use crate::config::{LiveKitConfig, ProviderKind};
+use crate::phone::E164;
+
+pub struct LiveKit {
+    api: LiveKitApi,
+    sip_trunk_id: String,
+    caller_id: E164,
+    agent_name: Option<String>,
+    timeout: Duration,
+}
+
+impl LiveKit {
+    /// Builds the API client once (it holds its own connection pool: the crate uses its own
+    /// `reqwest` and does not accept ours). `LIVEKIT_URL` may be `wss://`, `https://` or
+    /// `http://`; the crate speaks Twirp over the matching http(s) scheme.
+    pub fn new(config: &LiveKitConfig, timeout: Duration) -> Self {
+        let api = LiveKitApi::with_api_key(
+            &config.url,
+            &config.api_key,
+            config.api_secret.expose_secret(),
+        )
+        .with_failover(false)
+        .with_request_timeout(timeout);
+        LiveKit {
+            api,
+            sip_trunk_id: config.sip_trunk_id.clone(),
+            caller_id: config.caller_id.clone(),
+            agent_name: config.agent_name.clone(),
+            timeout,
+        }
+    }
+
+    /// The room every call gets to itself.
+    pub fn room_name(call: &CallRequest) -> String {
+        format!("call-{}", call.call_id)
+    }
+
+    /// What the agent reads: the same JSON for the dispatch and the participant.
+    pub fn metadata(call: &CallRequest) -> String {
+        json!({
+            "phone_number": call.to.as_str(),
+            "call_id": call.call_id.to_string(),
+            "name": call.name,
+            "variables": call.variables,
+        })
+        .to_string()
+    }
+
+    async fn exchange(&self, call: &CallRequest) -> Result<PlacedCall, DispatchError> {
+        let room = Self::room_name(call);
+        let metadata = Self::metadata(call);
+        if let Some(agent_name) = &self.agent_name {
+            let request = proto::CreateAgentDispatchRequest {
+                agent_name: agent_name.clone(),
+                room: room.clone(),
+                metadata: metadata.clone(),
+                ..Default::default()
+            };
+            self.api
+                .agent_dispatch()
+                .create_dispatch(request)
+                .await
+                .map_err(|e| classify("agent dispatch", &e))?;
+        }
+        let options = CreateSIPParticipantOptions {
+            participant_identity: format!("phone-{}", call.call_id),
+            participant_name: call.name.clone(),
+            participant_metadata: Some(metadata),
+            sip_number: Some(self.caller_id.as_str().to_string()),
+            // Return once the call is dialling: "initiated" means accepted, not answered.
+            wait_until_answered: Some(false),
+            timeout: Some(self.timeout),
+            ..Default::default()
+        };
+        let info = self
+            .api
+            .sip()
+            .create_sip_participant(
+                self.sip_trunk_id.clone(),
+                call.to.as_str().to_string(),
+                room,
+                options,
+                None,
+            )
+            .await
+            .map_err(|e| classify("SIP call", &e))?;
+        // An accepted call without a SIP call id is still placed: fall back to the participant.
+        let id = if info.sip_call_id.is_empty() {
+            info.participant_id
+        } else {
+            info.sip_call_id
+        };
+        if id.is_empty() {
+            return Err(DispatchError::Provider {
+                reason: "LiveKit accepted the call without an id".into(),
+            });
+        }
+        Ok(PlacedCall {
+            provider_call_id: id,
+        })
+    }
+}
+
+#[async_trait]
+impl CallDispatcher for LiveKit {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::LiveKit
+    }
+
+    async fn place(&self, call: &CallRequest) -> Result<PlacedCall, DispatchError> {
+        // Each request already times out on its own; this bounds the pair.
+        tokio::time::timeout(self.timeout, self.exchange(call))
+            .await
+            .unwrap_or(Err(DispatchError::Timeout))
+    }
+}
+
+/// A safe reason for a LiveKit failure. Kept: the SIP status (`486 Busy Here`) and the Twirp
+/// code (`not_found`). Dropped: Twirp's free-text `msg`, error metadata other than the SIP
+/// status, and transport errors' text (which carries the URL).
+fn classify(step: &str, error: &ServiceError) -> DispatchError {
+    let reason = match error {
+        ServiceError::Twirp(ServerError::Twirp(code)) => {
+            let code_word = safe_text(&code.code, 40).unwrap_or_else(|| "unknown".into());
+            match SipCallError::from_error(error) {
+                Some(sip) => {
+                    let status = sip.sip_status_code().unwrap_or_default();
+                    match sip.sip_status().and_then(|s| safe_text(s, 60)) {
+                        Some(text) => format!("LiveKit {step} failed: {status} {text}"),
+                        None => format!("LiveKit {step} failed: SIP {status} ({code_word})"),
+                    }
+                }
+                None => format!("LiveKit returned an error for the {step} ({code_word})"),
+            }
+        }
+        ServiceError::Twirp(ServerError::Request(e)) if e.is_timeout() => {
+            return DispatchError::Timeout
+        }
+        ServiceError::Twirp(ServerError::Request(e)) if e.is_connect() => {
+            "LiveKit could not be reached".into()
+        }
+        // A non-Twirp error body (a proxy's HTML page) fails to decode as JSON here.
+        ServiceError::Twirp(ServerError::Request(e)) if e.is_decode() => {
+            format!("LiveKit answered the {step} with an unreadable error")
+        }
+        ServiceError::Twirp(ServerError::Request(_)) => {
+            format!("the LiveKit {step} request failed")
+        }
+        ServiceError::Twirp(ServerError::Url(_)) => "LIVEKIT_URL is not a usable URL".into(),
+        ServiceError::Twirp(ServerError::Prost(_)) => {
+            format!("LiveKit answered the {step} with an unreadable body")
+        }
+        ServiceError::AccessToken(_) => "the LiveKit access token could not be signed".into(),
+        ServiceError::Env(_) => "LiveKit credentials are missing".into(),
+    };
+    DispatchError::Provider { reason }
+}
+
+/// Printable ASCII words only (SIP reason phrases, Twirp codes), at most `max` characters.
+fn safe_text(s: &str, max: usize) -> Option<String> {
+    let s = s.trim();
+    let ok = (1..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'-' | b'.'));
+    ok.then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livekit_api::services::ServerErrorCode;
+    use std::collections::HashMap;
+
+    fn twirp(code: &str, meta: &[(&str, &str)]) -> ServiceError {
+        ServiceError::Twirp(ServerError::Twirp(ServerErrorCode {
+            code: code.into(),
+            msg: "dialing +351912345678 failed".into(),
+            meta: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        }))
+    }
+
+    fn reason(e: DispatchError) -> String {
+        match e {
+            DispatchError::Provider { reason } => reason,
+            DispatchError::Timeout => panic!("expected a provider error"),
+        }
+    }
+
+    #[test]
+    fn sip_status_is_kept_and_the_message_is_not() {
+        let r = reason(classify(
+            "SIP call",
+            &twirp(
+                "resource_exhausted",
+                &[("sip_status_code", "486"), ("sip_status", "Busy Here")],
+            ),
+        ));
+        assert_eq!(r, "LiveKit SIP call failed: 486 Busy Here");
+        let r = reason(classify("SIP call", &twirp("not_found", &[])));
+        assert_eq!(r, "LiveKit returned an error for the SIP call (not_found)");
+        assert!(!r.contains("351"));
+    }
+
+    #[test]
+    fn odd_sip_reason_phrases_are_not_repeated() {
+        let r = reason(classify(
+            "SIP call",
+            &twirp(
+                "unavailable",
+                &[("sip_status_code", "503"), ("sip_status", "<b>\u{7}")],
+            ),
+        ));
+        assert_eq!(r, "LiveKit SIP call failed: SIP 503 (unavailable)");
+    }
+}
