@@ -7,5 +7,6 @@ mod helpers;
 mod idempotency;
 mod limits;
 mod malformed;
+mod page;
 mod properties;
 mod server;
