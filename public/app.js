@@ -118,7 +118,7 @@
       case 'destination_not_allowed':
         return {
           kind: 'error', field: true, title: 'We cannot call this number',
-          lines: withMessage(text('Only mobile and landline numbers in the countries we serve can be called: no premium-rate, toll-free or VoIP numbers.')),
+          lines: withMessage(text('Only mobile and landline numbers in the countries we serve can be called.')),
         };
       case 'rate_limited': {
         const seconds = waitSeconds(response);
@@ -149,7 +149,7 @@
     if (status === 503) {
       return {
         kind: 'error', title: 'Service unavailable',
-        lines: [...withMessage(text('No call can be placed right now. Please try again later.')), ...ref],
+        lines: [...withMessage(text('Please try again later.')), ...ref],
       };
     }
     if (status >= 500) {
@@ -178,6 +178,9 @@
     title.textContent = result.title;
     outcome.replaceChildren(title, ...result.lines);
     if (result.field) {
+      // The number is what to fix: say so beside it (read with the field), and go there.
+      phoneError.textContent = result.title;
+      phoneError.hidden = false;
       phone.setAttribute('aria-invalid', 'true');
       phone.focus();
     } else if (!form.contains(document.activeElement)) {
@@ -262,9 +265,12 @@
     }
   }
 
+  // The API's message as a sentence: capitalised, with its full stop.
   function sentence(message) {
     const trimmed = message.trim().slice(0, 300);
-    return trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    if (trimmed === '') return '';
+    const capitalised = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    return /[.!?]$/.test(capitalised) ? capitalised : `${capitalised}.`;
   }
 
   function newKey() {
