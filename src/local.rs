@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::http::page;
 use crate::{logging, router, App, Config};
 
 pub const DEFAULT_PORT: u16 = 5001;
@@ -65,7 +66,9 @@ async fn serve() -> ExitCode {
         app.describe()
     );
     app.report_problems();
-    let service = router(Arc::new(app)).into_make_service_with_connect_info::<SocketAddr>();
+    // The API router plus the "call me" page (local server only; Vercel serves `public/`).
+    let service =
+        page::add_routes(router(Arc::new(app))).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

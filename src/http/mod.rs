@@ -6,6 +6,7 @@
 
 pub mod cors;
 mod health;
+pub mod page;
 mod start_call;
 
 use std::sync::Arc;

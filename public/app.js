@@ -1,0 +1,304 @@
+// Chamada.AI call-me page: sends the form to POST /api/start_call (same origin, no key) and
+// tells the visitor what happened in the aria-live region #outcome.
+//
+// Idempotency-Key: every new submission gets a fresh UUID. When a submission's outcome is
+// unknown (the network failed or timed out, or the server says the same request is still in
+// progress), pressing "Call me" again with the same number and name resends the same key, so a
+// request that did reach the server is replayed instead of ringing the visitor twice. Any
+// answer that settles the outcome (success or refusal) or a change in the form starts over
+// with a new key.
+'use strict';
+
+(() => {
+  const ENDPOINT = '/api/start_call';
+  // Longer than the server's own provider timeout plus the webhook delivery that follows.
+  const TIMEOUT_MS = 60000;
+
+  const form = document.getElementById('call-form');
+  const phone = document.getElementById('phone');
+  const name = document.getElementById('name');
+  const phoneError = document.getElementById('phone-error');
+  const button = document.getElementById('submit');
+  const buttonLabel = button.querySelector('.label');
+  const outcome = document.getElementById('outcome');
+  const idleLabel = buttonLabel.textContent;
+
+  // The last submission whose outcome is unknown: { body, key }.
+  let unsettled = null;
+  let busy = false;
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (!busy) submit();
+  });
+  phone.addEventListener('input', clearFieldError);
+
+  async function submit() {
+    clearFieldError();
+    const number = normalise(phone.value);
+    if (number === '') {
+      return fieldError('Enter your phone number, with the country code (e.g. +351).');
+    }
+    if (!number.startsWith('+')) {
+      return fieldError('Start with + and your country code, e.g. +351 912 345 678.');
+    }
+    const payload = { phone_number: number };
+    const given = name.value.trim();
+    if (given !== '') payload.name = given;
+    const body = JSON.stringify(payload);
+    const key = unsettled && unsettled.body === body ? unsettled.key : newKey();
+
+    setBusy(true);
+    let result;
+    try {
+      result = await send(body, key);
+    } finally {
+      setBusy(false);
+    }
+    unsettled = result.unsettled ? { body, key } : null;
+    show(result);
+  }
+
+  // Sends the request; never throws. Returns what to show.
+  async function send(body, key) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+    let response;
+    try {
+      response = await fetch(ENDPOINT, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Idempotency-Key': key },
+        body,
+        credentials: 'omit',
+        cache: 'no-store',
+        signal: controller.signal,
+      });
+    } catch (error) {
+      return networkFailure();
+    } finally {
+      clearTimeout(timer);
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = null; // Not JSON (a proxy's error page, say): never shown raw.
+    }
+    return interpret(response, data);
+  }
+
+  function interpret(response, data) {
+    const status = response.status;
+    if (status === 200 && data && data.status === 'initiated') {
+      const lines = [text('Your phone should ring in a few seconds.')];
+      if (data.dry_run) {
+        lines.push(text('Test mode (dry run): the request was accepted, but no phone will ring.'));
+      }
+      lines.push(meta('Call id: ', code(String(data.call_id))));
+      const remaining = headerNumber(response, 'RateLimit-Remaining');
+      if (remaining !== null) {
+        lines.push(meta(`Calls you can still request for now: ${remaining}`));
+      }
+      return { kind: 'ok', title: 'Call initiated', lines };
+    }
+
+    const error = data && data.error && typeof data.error === 'object' ? data.error : {};
+    const errorCode = typeof error.code === 'string' ? error.code : '';
+    const message = typeof error.message === 'string' ? sentence(error.message) : '';
+    const reference = data && typeof data.request_id === 'string' ? data.request_id : '';
+    const withMessage = (...lines) => (message ? [text(message), ...lines] : lines);
+    const ref = reference ? [meta(`Reference: ${reference}`)] : [];
+
+    switch (errorCode) {
+      case 'invalid_phone_number':
+        return {
+          kind: 'error', field: true, title: 'That number does not look right',
+          lines: withMessage(text('Check the number and include the country code, e.g. +351 912 345 678.')),
+        };
+      case 'destination_not_allowed':
+        return {
+          kind: 'error', field: true, title: 'We cannot call this number',
+          lines: withMessage(text('Only mobile and landline numbers in the countries we serve can be called.')),
+        };
+      case 'rate_limited': {
+        const seconds = waitSeconds(response);
+        return {
+          kind: 'wait', title: 'Too many call requests',
+          lines: [text(seconds === null
+            ? 'You have reached the limit of calls for now. Please try again later.'
+            : `You have reached the limit of calls for now. You can try again ${formatWait(seconds)}${formatClock(seconds)}.`)],
+        };
+      }
+      case 'request_in_progress':
+        return {
+          kind: 'wait', unsettled: true, title: 'Your request is still being processed',
+          lines: [text('Wait a moment, then press "Call me" again: you will not be called twice.')],
+        };
+      case 'provider_timeout':
+        return {
+          kind: 'error', title: 'The call service did not answer in time',
+          lines: [text('The call may still come through. Please wait a few minutes before asking again.'), ...ref],
+        };
+      case 'provider_error':
+        return { kind: 'error', title: 'The call could not be placed', lines: [...withMessage(), ...ref] };
+      case 'invalid_request':
+        return { kind: 'error', title: 'Please check the form', lines: withMessage() };
+      default:
+        break;
+    }
+    if (status === 503) {
+      return {
+        kind: 'error', title: 'Service unavailable',
+        lines: [...withMessage(text('Please try again later.')), ...ref],
+      };
+    }
+    if (status >= 500) {
+      return {
+        kind: 'error', title: 'Something went wrong on our side',
+        lines: [text('No call was placed. Please try again later.'), ...ref],
+      };
+    }
+    return {
+      kind: 'error', title: 'The call could not be requested',
+      lines: [...withMessage(), ...ref],
+    };
+  }
+
+  function networkFailure() {
+    return {
+      kind: 'error', unsettled: true, title: 'Could not reach the service',
+      lines: [text('Check your connection and press "Call me" again. If the first attempt did get through, you will not be called twice.')],
+    };
+  }
+
+  function show(result) {
+    outcome.dataset.kind = result.kind;
+    const title = document.createElement('p');
+    title.className = 'title';
+    title.textContent = result.title;
+    outcome.replaceChildren(title, ...result.lines);
+    if (result.field) {
+      // The number is what to fix: say so beside it (read with the field), and go there.
+      phoneError.textContent = result.title;
+      phoneError.hidden = false;
+      phone.setAttribute('aria-invalid', 'true');
+      phone.focus();
+    } else if (!form.contains(document.activeElement)) {
+      // The busy button lost focus when it was disabled: give it back, so Enter retries.
+      button.focus();
+    }
+  }
+
+  function setBusy(on) {
+    busy = on;
+    button.disabled = on;
+    button.setAttribute('aria-busy', String(on));
+    form.setAttribute('aria-busy', String(on));
+    buttonLabel.textContent = on ? 'Requesting your call…' : idleLabel;
+    if (on) {
+      outcome.dataset.kind = 'busy';
+      outcome.replaceChildren(text('Requesting your call…'));
+    }
+  }
+
+  function fieldError(message) {
+    phoneError.textContent = message;
+    phoneError.hidden = false;
+    phone.setAttribute('aria-invalid', 'true');
+    outcome.replaceChildren();
+    delete outcome.dataset.kind;
+    phone.focus();
+  }
+
+  function clearFieldError() {
+    phoneError.hidden = true;
+    phoneError.textContent = '';
+    phone.removeAttribute('aria-invalid');
+  }
+
+  // What the server also tolerates (spaces, hyphens), plus the usual writing aids: dots,
+  // brackets, and the international prefix 00.
+  function normalise(value) {
+    const compact = value.trim().replace(/[\s\-.()]/g, '');
+    return compact.startsWith('00') ? `+${compact.slice(2)}` : compact;
+  }
+
+  function waitSeconds(response) {
+    const retryAfter = response.headers.get('Retry-After');
+    if (retryAfter !== null) {
+      const value = retryAfter.trim();
+      if (/^\d+$/.test(value)) return Number(value);
+      const date = Date.parse(value);
+      if (!Number.isNaN(date)) return Math.max(0, Math.ceil((date - Date.now()) / 1000));
+    }
+    return headerNumber(response, 'RateLimit-Reset');
+  }
+
+  function headerNumber(response, header) {
+    const value = response.headers.get(header);
+    return value !== null && /^\s*\d+\s*$/.test(value) ? Number(value) : null;
+  }
+
+  // "in 42 s", "in 5 min", "in 23 h 59 min", "in 3 d 4 h". Minutes round up, so the visitor
+  // is never told to come back before a slot is free.
+  function formatWait(seconds) {
+    if (seconds <= 0) return 'now';
+    if (seconds < 60) return `in ${seconds} s`;
+    const minutes = Math.ceil(seconds / 60);
+    if (minutes < 60) return `in ${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    const rest = minutes % 60;
+    if (hours < 48) return rest ? `in ${hours} h ${rest} min` : `in ${hours} h`;
+    const days = Math.floor(hours / 24);
+    return hours % 24 ? `in ${days} d ${hours % 24} h` : `in ${days} d`;
+  }
+
+  function formatClock(seconds) {
+    if (seconds < 60) return '';
+    try {
+      const at = new Date(Date.now() + seconds * 1000);
+      const options = { hour: '2-digit', minute: '2-digit' };
+      if (seconds >= 12 * 3600) options.weekday = 'short';
+      return ` (around ${new Intl.DateTimeFormat(undefined, options).format(at)})`;
+    } catch (error) {
+      return '';
+    }
+  }
+
+  // The API's message as a sentence: capitalised, with its full stop.
+  function sentence(message) {
+    const trimmed = message.trim().slice(0, 300);
+    if (trimmed === '') return '';
+    const capitalised = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    return /[.!?]$/.test(capitalised) ? capitalised : `${capitalised}.`;
+  }
+
+  function newKey() {
+    if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+    // Outside a secure context randomUUID is missing; getRandomValues is always there.
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
+  function text(content) {
+    const p = document.createElement('p');
+    p.textContent = content;
+    return p;
+  }
+
+  function meta(...parts) {
+    const p = document.createElement('p');
+    p.className = 'meta';
+    p.append(...parts);
+    return p;
+  }
+
+  function code(content) {
+    const element = document.createElement('code');
+    element.textContent = content;
+    return element;
+  }
+})();

@@ -1,0 +1,102 @@
+//! The "call me" page (`public/`), served by the local server only.
+//!
+//! On Vercel the platform serves `public/` itself, and the Lambda function is API-only, so
+//! [`router`](super::router) never includes these routes: the local server adds them with
+//! [`add_routes`]. The files are embedded at compile time, so the binary serves the page from
+//! any working directory.
+//!
+//! Every page answer carries a strict `Content-Security-Policy` (the page loads nothing but its
+//! own files and talks only to its own origin), `X-Content-Type-Options: nosniff`, and no
+//! framing. Methods other than GET/HEAD get the JSON `405` of SPEC §10.
+
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::Router;
+use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use super::{error_response, RequestId};
+use crate::error::ApiError;
+
+/// The page's policy: its own scripts, styles, images and `fetch` only; no inline code, no
+/// plugins, no `<base>` rewriting, no native form submission (the script sends the form, so a
+/// page whose script failed can never put a phone number in a URL), and no framing.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+form-action 'none'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("../../public/index.html");
+const STYLE_CSS: &str = include_str!("../../public/style.css");
+const APP_JS: &str = include_str!("../../public/app.js");
+const FAVICON_SVG: &str = include_str!("../../public/favicon.svg");
+
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// The page's paths and what each serves (path, content type, body).
+pub const FILES: [(&str, &str, &str); 5] = [
+    ("/", HTML, INDEX_HTML),
+    ("/index.html", HTML, INDEX_HTML),
+    ("/style.css", CSS, STYLE_CSS),
+    ("/app.js", JS, APP_JS),
+    ("/favicon.svg", SVG, FAVICON_SVG),
+];
+
+/// Adds the page's routes to a router (the local server's; never the Lambda's or Vercel's).
+pub fn add_routes<S>(mut router: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    for (path, content_type, body) in FILES {
+        router = router.route(path, file(content_type, body));
+    }
+    router
+}
+
+fn file<S>(content_type: &'static str, body: &'static str) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    get(move || async move { serve(content_type, body) }).fallback(method_not_allowed)
+}
+
+fn serve(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    secure(headers);
+    // Small files that change with the binary: always revalidate, never serve a stale page.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn method_not_allowed() -> Response {
+    let request_id = RequestId(uuid::Uuid::new_v4().to_string());
+    let mut response = error_response(
+        &ApiError::MethodNotAllowed { allow: "GET, HEAD" },
+        &request_id,
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    secure(response.headers_mut());
+    response
+}
+
+fn secure(headers: &mut http::HeaderMap) {
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+}
