@@ -7,6 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProblemKind, ProviderKind, StoreKind};
 use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
+use crate::metrics::{Metric, Metrics};
 use crate::phone::PhonePolicy;
 use crate::store::memory::MemoryStore;
 use crate::store::{IdempotencyStore, RateLimiter};
@@ -21,6 +22,7 @@ pub struct App {
     pub dispatchers: Dispatchers,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -89,6 +91,7 @@ impl App {
             ),
         }
 
+        let config_service = config.metrics_service.clone();
         App {
             config,
             phone,
@@ -97,12 +100,22 @@ impl App {
             dispatchers,
             notifier,
             clock: Arc::new(SystemClock),
+            metrics: Arc::new(match &config_service {
+                Some(service) => Metrics::emf(service.clone()),
+                None => Metrics::off(),
+            }),
         }
     }
 
     /// Logs one `Environment variable missing` line per problem (names and reasons, never
     /// values). Entry points call it once at start-up.
     pub fn report_problems(&self) {
+        if !self.config.problems.is_empty() {
+            self.count(
+                Metric::ConfigurationProblems,
+                self.config.problems.len() as u64,
+            );
+        }
         for problem in &self.config.problems {
             tracing::error!(
                 variable = problem.name,
@@ -112,6 +125,17 @@ impl App {
                 logging::ENV_MISSING
             );
         }
+    }
+
+    /// Counts one metric event now (a no-op unless metrics are on).
+    pub fn count(&self, metric: Metric, value: u64) {
+        self.metrics.count(metric, value, self.clock.now_ms());
+    }
+
+    /// Replaces the metrics sink (tests capture the EMF records).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Replaces the clock (tests move time instead of sleeping).

@@ -12,6 +12,7 @@ use crate::config::ProviderKind;
 use crate::dispatch::{CallRequest, DispatchError};
 use crate::error::ApiError;
 use crate::logging;
+use crate::metrics::{FailureClass, Metric};
 use crate::phone::AllowedNumber;
 use crate::store::{utc_day, Admission, LimitCheck, LimitKind, LimitStatus, Window};
 use crate::webhook::{CallOutcome, Event, EventType, Source};
@@ -95,6 +96,7 @@ impl App {
             Ok(admission) => admission,
             Err(error) => {
                 tracing::error!(request_id, error = %error, "Rate limit store failed; refusing the call");
+                self.count(Metric::RateLimitStoreErrors, 1);
                 return Outcome {
                     result: Err(ApiError::RateLimitUnavailable),
                     rate: None,
@@ -103,6 +105,7 @@ impl App {
         };
         let rate = admission.headline();
         if let Admission::Refused { by } = admission {
+            self.count(Metric::RateLimitRefusals(by.kind), 1);
             tracing::warn!(
                 request_id,
                 limit = by.kind.as_str(),
@@ -140,6 +143,7 @@ impl App {
                     "{}",
                     logging::CALL_INITIATED
                 );
+                self.count(Metric::CallsInitiated(provider), 1);
                 let started = Started {
                     call_id: request.call_id,
                     provider,
@@ -158,10 +162,16 @@ impl App {
                     "{}",
                     logging::CALL_FAILED
                 );
-                let api_error = match &error {
-                    DispatchError::Provider { reason } => ApiError::ProviderError(reason.clone()),
-                    DispatchError::Timeout => ApiError::ProviderTimeout,
+                let (api_error, class) = match &error {
+                    DispatchError::Provider { reason } => (
+                        ApiError::ProviderError(reason.clone()),
+                        FailureClass::ProviderError,
+                    ),
+                    DispatchError::Timeout => {
+                        (ApiError::ProviderTimeout, FailureClass::ProviderTimeout)
+                    }
                 };
+                self.count(Metric::CallsFailed(provider, class), 1);
                 (
                     Err(api_error),
                     EventType::CallFailed,
@@ -194,7 +204,9 @@ impl App {
                 error,
             },
         };
-        self.notifier.notify(&event, request_id).await;
+        if !self.notifier.notify(&event, request_id).await {
+            self.count(Metric::WebhookDeliveriesFailed, 1);
+        }
 
         Outcome { result, rate }
     }

@@ -205,6 +205,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     pub provider_timeout: Duration,
     pub log_format: LogFormat,
+    /// On AWS Lambda, the function name: metrics are written as EMF lines under this `Service`.
+    pub metrics_service: Option<String>,
     pub problems: Vec<Problem>,
 }
 
@@ -481,6 +483,9 @@ impl Config {
             webhook,
             provider_timeout,
             log_format,
+            metrics_service: source
+                .get("AWS_LAMBDA_FUNCTION_NAME")
+                .filter(|name| !name.trim().is_empty()),
             problems: r.problems,
         })
     }

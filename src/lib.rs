@@ -17,6 +17,7 @@ pub mod http;
 pub mod lambda;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod phone;
 pub mod serverless;
 pub mod store;

@@ -84,8 +84,10 @@ pub struct Event {
 
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Delivers the event, within the notifier's own time budget. Never fails the caller.
-    async fn notify(&self, event: &Event, request_id: &str);
+    /// Delivers the event, within the notifier's own time budget. Never fails the caller;
+    /// answers whether the event was delivered (`true` when there is nothing to deliver), so
+    /// failures can be counted.
+    async fn notify(&self, event: &Event, request_id: &str) -> bool;
 }
 
 /// No `MAKE_WEBHOOK_URL`: outcomes are only logged.
@@ -94,7 +96,9 @@ pub struct NoWebhook;
 
 #[async_trait]
 impl Notifier for NoWebhook {
-    async fn notify(&self, _event: &Event, _request_id: &str) {}
+    async fn notify(&self, _event: &Event, _request_id: &str) -> bool {
+        true
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,30 +421,36 @@ impl MakeWebhook {
 
 #[async_trait]
 impl Notifier for MakeWebhook {
-    async fn notify(&self, event: &Event, request_id: &str) {
+    async fn notify(&self, event: &Event, request_id: &str) -> bool {
         match self.deliver(event, request_id).await {
-            Delivery::Delivered { attempts } => tracing::info!(
-                request_id,
-                event_id = %event.id,
-                event_type = event.kind.as_str(),
-                attempts,
-                "Webhook delivered"
-            ),
+            Delivery::Delivered { attempts } => {
+                tracing::info!(
+                    request_id,
+                    event_id = %event.id,
+                    event_type = event.kind.as_str(),
+                    attempts,
+                    "Webhook delivered"
+                );
+                true
+            }
             Delivery::Failed {
                 attempts,
                 last,
                 why,
-            } => tracing::error!(
-                request_id,
-                event_id = %event.id,
-                event_type = event.kind.as_str(),
-                attempts,
-                last = %last,
-                why,
-                receiver = self.receiver(),
-                "{}",
-                logging::WEBHOOK_FAILED
-            ),
+            } => {
+                tracing::error!(
+                    request_id,
+                    event_id = %event.id,
+                    event_type = event.kind.as_str(),
+                    attempts,
+                    last = %last,
+                    why,
+                    receiver = self.receiver(),
+                    "{}",
+                    logging::WEBHOOK_FAILED
+                );
+                false
+            }
         }
     }
 }

@@ -55,6 +55,7 @@ async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
                 "{}",
                 logging::CORS_VIOLATION
             );
+            app.count(crate::metrics::Metric::CorsViolations, 1);
             error_response(&ApiError::ForbiddenOrigin, &request_id)
         }
         _ => {

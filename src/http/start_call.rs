@@ -29,6 +29,7 @@ use crate::client_ip::{client_ip, single_ip_header, IpKey};
 use crate::config::{Config, ProviderKind};
 use crate::error::ApiError;
 use crate::logging;
+use crate::metrics::Metric;
 use crate::phone::PhoneError;
 use crate::store::{Begin, LimitStatus, StoredResponse};
 
@@ -79,7 +80,10 @@ struct Fingerprint<'a> {
 
 async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Response, ApiError> {
     let config = &app.config;
-    refuse_broken_configuration(config)?;
+    if let Err(error) = refuse_broken_configuration(config) {
+        app.count(Metric::ConfigurationProblems, 1);
+        return Err(error);
+    }
 
     let (parts, body) = request.into_parts();
     let anonymous_allowed = !config.is_production() || config.public_calls;
@@ -93,6 +97,7 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
             } else {
                 tracing::warn!(request_id = %request_id.0, ip = ip.as_deref(), "API key required");
             }
+            app.count(Metric::AuthenticationFailures, 1);
             return Err(ApiError::Unauthorized);
         }
     };
@@ -123,6 +128,7 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         (None, _, _) => return Err(ApiError::invalid("phone_number is required")),
     };
     if app.dispatchers.pick(provider).is_none() {
+        app.count(Metric::ConfigurationProblems, 1);
         return Err(ApiError::ProviderNotConfigured);
     }
 
@@ -132,7 +138,10 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         tracing::info!(request_id = %request_id.0, reason = %e, "Destination refused");
         match e {
             PhoneError::Invalid(m) => ApiError::InvalidPhoneNumber(m.to_string()),
-            PhoneError::NotAllowed(m) => ApiError::DestinationNotAllowed(m.to_string()),
+            PhoneError::NotAllowed(m) => {
+                app.count(Metric::DestinationsRefused, 1);
+                ApiError::DestinationNotAllowed(m.to_string())
+            }
         }
     })?;
 

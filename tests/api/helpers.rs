@@ -14,6 +14,7 @@ use axum::Router;
 use chamada::clock::ManualClock;
 use chamada::config::ProviderKind;
 use chamada::dispatch::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
+use chamada::metrics::Metrics;
 use chamada::{router, App, Config};
 use http::{Request, StatusCode};
 use tower::ServiceExt;
@@ -103,6 +104,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Records calls for the configured default provider.
     pub recorder: Arc<Recorder>,
+    /// Every metric record the app emitted (EMF, as on Lambda).
+    pub metrics: Arc<Metrics>,
 }
 
 impl TestApp {
@@ -121,9 +124,11 @@ impl TestApp {
         let kind = config.provider.unwrap_or(ProviderKind::DryRun);
         let clock = ManualClock::at(NOON_MS);
         let recorder = Recorder::new(kind);
+        let metrics = Arc::new(Metrics::capture("chamada-test"));
         let app = App::build(config)
             .await
             .with_clock(Arc::new(clock.clone()))
+            .with_metrics(metrics.clone())
             .with_dispatcher(recorder.clone());
         let app = Arc::new(app);
         TestApp {
@@ -131,6 +136,7 @@ impl TestApp {
             app,
             clock,
             recorder,
+            metrics,
         }
     }
 

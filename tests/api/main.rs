@@ -8,6 +8,7 @@ mod helpers;
 mod idempotency;
 mod limits;
 mod malformed;
+mod metrics;
 mod page;
 mod properties;
 mod providers;
