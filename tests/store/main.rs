@@ -5,7 +5,6 @@
 mod conformance;
 mod dynamodb;
 mod dynoxide;
-#[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod local_server;
