@@ -492,7 +492,8 @@ impl DynamoStore {
             let mut refused_by: Option<LimitStatus> = None;
             for (i, (check, reason)) in checks.iter().zip(reasons).enumerate() {
                 match reason.code() {
-                    None | Some("None") => steps[i] = Step::Append,
+                    // Passed; cancelled because of another item. Same write again.
+                    None | Some("None") => {}
                     Some("ConditionalCheckFailed") => {
                         match Self::verdict(check, reason.item(), now_ms)? {
                             Verdict::Refuse(status) => {
