@@ -159,7 +159,7 @@ async fn create_table_is_repeatable_and_turns_ttl_on_for_expires_at() {
 async fn round_trips_per_request_kind_stay_within_two() {
     let server = Dynoxide::start().await;
     let (store, trips) = server.store().await;
-    let service = Service::new(store, &[("MAX_CALLS_PER_DAY", "1000")]).await;
+    let service = Service::new(store.clone(), &[("MAX_CALLS_PER_DAY", "1000")]).await;
     let api = bearer(KEY);
     let mut table = Vec::new();
     let mut measure = |kind: &str, response: TestResponse, status: u16, trips: &RoundTrips| {
@@ -198,6 +198,13 @@ async fn round_trips_per_request_kind_stay_within_two() {
     );
     let r = service.web("+351912345674").await;
     assert_eq!(measure("web admitted after the rewrite", r, 200, &trips), 1);
+
+    // Without a day limit an API request has one limit: one UpdateItem.
+    let single = Service::new(store.clone(), &[]).await;
+    let r = single
+        .call("+351912345676", &[("authorization", &api)])
+        .await;
+    assert_eq!(measure("api admitted (number only)", r, 200, &trips), 1);
 
     let r = service
         .call(
