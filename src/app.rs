@@ -9,6 +9,7 @@ use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
 use crate::metrics::{Metric, Metrics};
 use crate::phone::PhonePolicy;
+use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
 use crate::store::{IdempotencyStore, RateLimiter};
 use crate::webhook::{MakeWebhook, NoWebhook, Notifier};
@@ -45,14 +46,30 @@ impl App {
             }
         };
 
-        let memory = Arc::new(MemoryStore::new());
-        if config.store == StoreKind::DynamoDb {
-            config.add_problem(
-                "RATE_LIMIT_STORE",
-                ProblemKind::Refused,
-                "this build has no DynamoDB store yet",
-            );
-        }
+        let (limiter, idempotency): (Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>) =
+            match (config.store, config.rate_limit_table.clone()) {
+                (StoreKind::DynamoDb, Some(table)) => {
+                    // One client per process, from the standard AWS configuration chain.
+                    let sdk = dynamodb::config_loader().load().await;
+                    if sdk.region().is_none() {
+                        config.add_problem(
+                            "AWS_REGION",
+                            ProblemKind::Missing,
+                            "the DynamoDB store needs a region",
+                        );
+                    }
+                    let client = aws_sdk_dynamodb::Client::new(&sdk);
+                    let store =
+                        Arc::new(DynamoStore::new(client, table, &config.rate_limit_hash_key));
+                    (store.clone(), store)
+                }
+                // Without a table the configuration already reports RATE_LIMIT_TABLE missing
+                // and start_call refuses every request.
+                _ => {
+                    let memory = Arc::new(MemoryStore::new());
+                    (memory.clone(), memory)
+                }
+            };
 
         let mut dispatchers = Dispatchers::new(config.provider);
         if config.provider == Some(ProviderKind::DryRun) {
@@ -95,8 +112,8 @@ impl App {
         App {
             config,
             phone,
-            limiter: memory.clone(),
-            idempotency: memory,
+            limiter,
+            idempotency,
             dispatchers,
             notifier,
             clock: Arc::new(SystemClock),

@@ -197,6 +197,8 @@ pub struct Config {
     /// Whether `RATE_LIMIT_STORE` was set (production on `memory` must be chosen explicitly).
     pub store_explicit: bool,
     pub rate_limit_table: Option<String>,
+    /// Keys the HMAC-SHA256 that hashes limit and idempotency keys in the shared store.
+    pub rate_limit_hash_key: SecretString,
     pub client_ip_source: ClientIpSource,
     /// The provider used when a request names none; `None` when no provider is available.
     pub provider: Option<ProviderKind>,
@@ -226,6 +228,7 @@ pub const VARIABLES: &[&str] = &[
     "RATE_LIMIT_WINDOW",
     "RATE_LIMIT_STORE",
     "RATE_LIMIT_TABLE",
+    "RATE_LIMIT_HASH_KEY",
     "CLIENT_IP_SOURCE",
     "CALL_PROVIDER",
     "PROVIDER_TIMEOUT",
@@ -248,6 +251,13 @@ pub const VARIABLES: &[&str] = &[
 
 /// Minimum length of a production API key.
 pub const MIN_KEY_LEN: usize = 32;
+
+/// Minimum length of `RATE_LIMIT_HASH_KEY` in production.
+pub const MIN_HASH_KEY_LEN: usize = 32;
+
+/// The hash key outside production when none is set: fixed, so a local table keeps its
+/// meaning across restarts; public, so never good enough for production.
+pub const DEVELOPMENT_HASH_KEY: &str = "chamada-development-rate-limit-hash-key";
 
 /// A `.env` template value that was never filled in (`your_…`, `sk_your_…`).
 fn is_placeholder(value: &str) -> bool {
@@ -391,6 +401,21 @@ impl Config {
             // Serverless instances share no memory: production must name its store.
             r.missing("RATE_LIMIT_TABLE");
         }
+        // Shared stores keep keyed hashes of IPs and numbers: production needs its own key.
+        let hash_key_required = production && store == StoreKind::DynamoDb;
+        let rate_limit_hash_key = match r.secret("RATE_LIMIT_HASH_KEY") {
+            Some(key) if hash_key_required && key.expose_secret().len() < MIN_HASH_KEY_LEN => {
+                r.refuse("RATE_LIMIT_HASH_KEY", "needs 32 characters or more");
+                key
+            }
+            Some(key) => key,
+            None => {
+                if hash_key_required && !r.has_problem("RATE_LIMIT_HASH_KEY") {
+                    r.missing("RATE_LIMIT_HASH_KEY");
+                }
+                SecretString::from(DEVELOPMENT_HASH_KEY)
+            }
+        };
         let client_ip_source = match r.value("CLIENT_IP_SOURCE").as_deref() {
             Some("socket") => ClientIpSource::Socket,
             Some("aws") => ClientIpSource::Aws,
@@ -476,6 +501,7 @@ impl Config {
             store,
             store_explicit,
             rate_limit_table,
+            rate_limit_hash_key,
             client_ip_source,
             provider,
             elevenlabs,
@@ -936,6 +962,41 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.api_keys.len(), 2);
+    }
+
+    #[test]
+    fn production_on_dynamodb_needs_its_own_long_hash_key() {
+        let base = [
+            ("APP_ENV", "production"),
+            ("PRODUCTION_API_KEY", STRONG),
+            ("RATE_LIMIT_TABLE", "chamada-limits"),
+            ("CALL_PROVIDER", "elevenlabs"),
+            ("ELEVENLABS_API_KEY", "test-elevenlabs-key"),
+            ("ELEVEN_AGENT_ID", "agent_test"),
+            ("ELEVEN_AGENT_PHONE_NUMBER_ID", "phnum_test"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            load(&v).unwrap()
+        };
+        let c = with(&[]);
+        assert_eq!(c.store, StoreKind::DynamoDb);
+        assert_eq!(names(&c), ["RATE_LIMIT_HASH_KEY"]);
+        assert_eq!(c.problems[0].kind, ProblemKind::Missing);
+        let c = with(&[("RATE_LIMIT_HASH_KEY", "test-hash-key-short")]);
+        assert_eq!(names(&c), ["RATE_LIMIT_HASH_KEY"]);
+        assert_eq!(c.problems[0].kind, ProblemKind::Refused);
+        let c = with(&[(
+            "RATE_LIMIT_HASH_KEY",
+            "test-hash-key-0123456789abcdef0123456789",
+        )]);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert!(!format!("{c:?}").contains("test-hash-key-0123456789abcdef0123456789"));
+        // Development and memory stores fall back to the fixed development key.
+        let c = load(&[("RATE_LIMIT_TABLE", "chamada-limits")]).unwrap();
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.rate_limit_hash_key.expose_secret(), DEVELOPMENT_HASH_KEY);
     }
 
     #[test]

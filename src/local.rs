@@ -1,5 +1,8 @@
 //! The local server (`cargo run`): every endpoint on `http://localhost:5001` (`PORT`
 //! overrides), `.env.local` read when present, embedded defaults otherwise.
+//!
+//! `cargo run -- create-table` creates the `RATE_LIMIT_TABLE` DynamoDB table (see
+//! `docs/DYNAMODB.md`) wherever the AWS settings point, `AWS_ENDPOINT_URL_DYNAMODB` included.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -21,7 +24,46 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve())
+    match std::env::args().nth(1).as_deref() {
+        None => runtime.block_on(serve()),
+        Some("create-table") => runtime.block_on(create_table()),
+        Some(other) => {
+            eprintln!("chamada: unknown command {other:?} (expected none, or create-table)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates the limits table named by `RATE_LIMIT_TABLE`, with TTL on `expires_at`.
+async fn create_table() -> ExitCode {
+    let Some(table) = std::env::var("RATE_LIMIT_TABLE")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        eprintln!("chamada: set RATE_LIMIT_TABLE to the table to create");
+        return ExitCode::FAILURE;
+    };
+    let table = table.trim();
+    let sdk = crate::store::dynamodb::config_loader().load().await;
+    if sdk.region().is_none() {
+        eprintln!("chamada: set AWS_REGION (any region for a local DynamoDB)");
+        return ExitCode::FAILURE;
+    }
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    match crate::store::dynamodb::create_table(&client, table).await {
+        Ok(true) => {
+            println!("Created table {table} (pk: S, on demand, TTL on expires_at)");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("Table {table} already exists; TTL on expires_at is on");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("chamada: cannot create table {table}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve() -> ExitCode {

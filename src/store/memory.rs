@@ -112,7 +112,7 @@ impl Inner {
 
     fn tick(&mut self, now_ms: u64) {
         self.ops += 1;
-        if self.ops % SWEEP_EVERY == 0 {
+        if self.ops.is_multiple_of(SWEEP_EVERY) {
             self.sweep(now_ms);
         }
     }

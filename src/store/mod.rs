@@ -5,6 +5,7 @@
 //! Stores receive the time from the caller (milliseconds since the epoch) and never read a
 //! clock, so the rules are the same whatever the store and tests need no sleeping.
 
+pub mod dynamodb;
 pub mod memory;
 
 use async_trait::async_trait;

@@ -1,0 +1,354 @@
+//! What only the DynamoDB store has: hashed keys, the table, round trips, failing closed,
+//! all through the real router where a request is involved.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use axum::body::Body;
+use axum::Router;
+use chamada::clock::ManualClock;
+use chamada::config::ProviderKind;
+use chamada::store::dynamodb::{self, DynamoStore};
+use chamada::store::{IdempotencyStore, RateLimiter};
+use chamada::{router, App};
+use http::Request;
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use crate::conformance::{ip, number, NOON_MS};
+use crate::dynoxide::{client_for, Dynoxide, RoundTrips, HASH_KEY, TABLE};
+use crate::helpers::{bearer, config, production, Recorder, TestResponse, KEY, NUMBER, PEER};
+
+const ORIGIN: &str = "https://chamada.example";
+
+trait AssertStatus {
+    fn assert_status(&self, status: u16);
+}
+
+impl AssertStatus for TestResponse {
+    fn assert_status(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
+    }
+}
+
+/// The real router in production on `store`, the provider replaced by a recorder.
+struct Service {
+    router: Router,
+    clock: ManualClock,
+    recorder: Arc<Recorder>,
+}
+
+impl Service {
+    async fn new(store: Arc<DynamoStore>, extra: &[(&str, &str)]) -> Service {
+        let mut vars = vec![("PUBLIC_CALLS", "true")];
+        vars.extend_from_slice(extra);
+        let vars = production(&vars);
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let clock = ManualClock::at(NOON_MS);
+        let recorder = Recorder::new(ProviderKind::ElevenLabs);
+        let limiter: Arc<dyn RateLimiter> = store.clone();
+        let idempotency: Arc<dyn IdempotencyStore> = store;
+        let app = App::build(config(&refs))
+            .await
+            .with_clock(Arc::new(clock.clone()))
+            .with_dispatcher(recorder.clone())
+            .with_stores(limiter, idempotency);
+        Service {
+            router: router(Arc::new(app)),
+            clock,
+            recorder,
+        }
+    }
+
+    /// `POST /api/start_call` for `to` from `PEER`, with extra headers.
+    async fn call(&self, to: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut builder =
+            Request::post("/api/start_call").header("content-type", "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let body = serde_json::json!({ "phone_number": to }).to_string();
+        let request = crate::helpers::from_peer(builder.body(Body::from(body)).unwrap(), PEER);
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        TestResponse::read(response).await
+    }
+
+    /// An anonymous browser request from the allowed origin.
+    async fn web(&self, to: &str) -> TestResponse {
+        self.call(to, &[("origin", ORIGIN)]).await
+    }
+}
+
+#[tokio::test]
+async fn keys_in_the_table_are_keyed_hashes_never_raw_ips_or_numbers() {
+    let server = Dynoxide::start().await;
+    let (store, _) = server.store().await;
+    let service = Service::new(store, &[]).await;
+    service.web(NUMBER).await.assert_status(200);
+    service
+        .call(
+            NUMBER,
+            &[
+                ("authorization", &bearer(KEY)),
+                ("idempotency-key", "order-1"),
+            ],
+        )
+        .await
+        .assert_status(200);
+
+    let client = server.client(&RoundTrips::default()).await;
+    let items = client.scan().table_name(TABLE).send().await.unwrap();
+    let items = items.items();
+    assert_eq!(
+        items.len(),
+        3,
+        "the IP, the number and one idempotency record"
+    );
+    for item in items {
+        let Some(AttributeValue::S(pk)) = item.get("pk") else {
+            panic!("no pk")
+        };
+        let (prefix, hash) = pk.split_once('#').unwrap();
+        assert!(["rl", "idem"].contains(&prefix), "{pk}");
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{pk}"
+        );
+        assert!(
+            item.contains_key("expires_at"),
+            "every item can expire by TTL"
+        );
+        for (name, value) in item {
+            let text = format!("{value:?}");
+            if name == "resp" {
+                continue; // the answer replayed as sent
+            }
+            for raw in ["203.0.113", "351912345678", KEY] {
+                assert!(!text.contains(raw), "{name} holds {raw}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_table_is_repeatable_and_turns_ttl_on_for_expires_at() {
+    let server = Dynoxide::start().await;
+    let client = server.client(&RoundTrips::default()).await;
+    assert!(dynamodb::create_table(&client, "chamada-ttl")
+        .await
+        .unwrap());
+    assert!(!dynamodb::create_table(&client, "chamada-ttl")
+        .await
+        .unwrap());
+    let ttl = client
+        .describe_time_to_live()
+        .table_name("chamada-ttl")
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+}
+
+/// SPEC §5: an admitted or refused request costs one store round trip in the common case,
+/// two at most. Counted with an SDK interceptor, per request kind, through the router.
+#[tokio::test]
+async fn round_trips_per_request_kind_stay_within_two() {
+    let server = Dynoxide::start().await;
+    let (store, trips) = server.store().await;
+    let service = Service::new(store.clone(), &[("MAX_CALLS_PER_DAY", "1000")]).await;
+    let api = bearer(KEY);
+    let mut table = Vec::new();
+    let mut measure = |kind: &str, response: TestResponse, status: u16, trips: &RoundTrips| {
+        response.assert_status(status);
+        let ops = trips.operations();
+        trips.reset();
+        table.push(format!("{kind}: {} {ops:?}", ops.len()));
+        ops.len()
+    };
+
+    let r = service.web(NUMBER).await;
+    assert_eq!(measure("web admitted (ip+number+day)", r, 200, &trips), 1);
+    let r = service
+        .call("+351912345679", &[("authorization", &api)])
+        .await;
+    assert_eq!(measure("api admitted (number+day)", r, 200, &trips), 1);
+    let r = service
+        .call(
+            "+351912345670",
+            &[("authorization", &api), ("x-end-user-ip", "198.51.100.7")],
+        )
+        .await;
+    assert_eq!(measure("api for an end user admitted", r, 200, &trips), 1);
+    service.web("+351912345671").await.assert_status(200);
+    service.web("+351912345672").await.assert_status(200);
+    trips.reset();
+    let r = service.web("+351912345673").await;
+    assert_eq!(measure("web refused (ip full)", r, 429, &trips), 1);
+
+    // A day later: full lists of expired entries are rewritten, once.
+    service.clock.advance_secs(86_400);
+    let r = service.web(NUMBER).await;
+    assert_eq!(
+        measure("web admitted over expired entries", r, 200, &trips),
+        2
+    );
+    let r = service.web("+351912345674").await;
+    assert_eq!(measure("web admitted after the rewrite", r, 200, &trips), 1);
+
+    // Without a day limit an API request has one limit: one UpdateItem.
+    let single = Service::new(store.clone(), &[]).await;
+    let r = single
+        .call("+351912345676", &[("authorization", &api)])
+        .await;
+    assert_eq!(measure("api admitted (number only)", r, 200, &trips), 1);
+
+    let r = service
+        .call(
+            "+351912345675",
+            &[("authorization", &api), ("idempotency-key", "k1")],
+        )
+        .await;
+    let first = measure(
+        "api idempotent first (begin, admit, complete)",
+        r,
+        200,
+        &trips,
+    );
+    assert_eq!(first, 3);
+    let r = service
+        .call(
+            "+351912345675",
+            &[("authorization", &api), ("idempotency-key", "k1")],
+        )
+        .await;
+    assert_eq!(measure("api idempotent replay", r, 200, &trips), 1);
+    eprintln!("round trips per request kind:\n  {}", table.join("\n  "));
+}
+
+#[tokio::test]
+async fn a_stopped_store_answers_503_rate_limit_unavailable_and_places_no_call() {
+    let mut server = Dynoxide::start().await;
+    let (store, _) = server.store().await;
+    let service = Service::new(store, &[]).await;
+    service.web(NUMBER).await.assert_status(200);
+    assert_eq!(service.recorder.count(), 1);
+
+    server.stop().await;
+    let response = service.web("+351912345679").await;
+    response.assert_error(503, "rate_limit_unavailable");
+    let response = service
+        .call(
+            NUMBER,
+            &[("authorization", &bearer(KEY)), ("idempotency-key", "k2")],
+        )
+        .await;
+    response.assert_error(503, "rate_limit_unavailable");
+    assert_eq!(
+        service.recorder.count(),
+        1,
+        "no call placed without the store"
+    );
+}
+
+/// A fake DynamoDB that answers every request with `response`; counts the requests.
+async fn fake_dynamodb(response: &'static str) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(read) = socket.read(&mut buf).await {
+                    if read == 0 {
+                        break;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, requests)
+}
+
+const NONSENSE: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 16\r\n\r\nthis is not json";
+const THROTTLED: &str = "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 91\r\n\r\n{\"__type\":\"com.amazonaws.dynamodb.v20120810#ThrottlingException\",\"message\":\"Rate exceeded\"}";
+
+#[tokio::test]
+async fn nonsense_and_throttled_answers_fail_closed_with_503_and_no_call() {
+    for (what, canned) in [("nonsense", NONSENSE), ("throttled", THROTTLED)] {
+        let (endpoint, requests) = fake_dynamodb(canned).await;
+        let client = client_for(&endpoint, &RoundTrips::default(), None).await;
+        let store = Arc::new(DynamoStore::new(
+            client,
+            TABLE,
+            &SecretString::from(HASH_KEY),
+        ));
+        let service = Service::new(store, &[]).await;
+        let response = service.web(NUMBER).await;
+        response.assert_error(503, "rate_limit_unavailable");
+        assert_eq!(service.recorder.count(), 0, "{what}: no call");
+        let sent = requests.load(Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&sent),
+            "{what}: {sent} attempts, one retry at most"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_item_fails_closed_rather_than_admitting() {
+    let server = Dynoxide::start().await;
+    let (store, _) = server.store().await;
+    let c = [ip("203.0.113.10", 1)];
+    store.admit(&c, NOON_MS).await.unwrap();
+    // Overwrite the list with something that is not a list of times.
+    let client = server.client(&RoundTrips::default()).await;
+    let scan = client.scan().table_name(TABLE).send().await.unwrap();
+    let pk = scan.items()[0]["pk"].clone();
+    client
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", pk)
+        .item("ts", AttributeValue::S("garbage".into()))
+        .item("v", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let result = store.admit(&c, NOON_MS + 1).await;
+    assert!(result.is_err(), "{result:?}");
+    let both = store
+        .admit(&[ip("203.0.113.10", 1), number(NUMBER, 3)], NOON_MS + 2)
+        .await;
+    assert!(both.is_err(), "{both:?}");
+}
+
+#[tokio::test]
+async fn idempotent_requests_replay_through_the_router_on_dynamodb() {
+    let server = Dynoxide::start().await;
+    let (store, _) = server.store().await;
+    let service = Service::new(store, &[]).await;
+    let api = bearer(KEY);
+    let headers = [
+        ("authorization", api.as_str()),
+        ("idempotency-key", "order-42"),
+    ];
+    let first = service.call(NUMBER, &headers).await;
+    first.assert_status(200);
+    let again = service.call(NUMBER, &headers).await;
+    again.assert_status(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["call_id"], first.json()["call_id"]);
+    let other = service.call("+351912345679", &headers).await;
+    other.assert_error(422, "idempotency_key_reused");
+    assert_eq!(service.recorder.count(), 1, "one call for three requests");
+}

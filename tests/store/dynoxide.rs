@@ -1,0 +1,148 @@
+//! A DynamoDB-compatible server (dynoxide) embedded in the tests, over real HTTP on
+//! 127.0.0.1:0, and clients for it that count their round trips.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_dynamodb::Client;
+use chamada::store::dynamodb::{self, DynamoStore};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TABLE: &str = "chamada-test-limits";
+pub const HASH_KEY: &str = "test-hash-key-0123456789abcdef0123456789";
+
+/// One server with an in-memory database, stopped by [`Dynoxide::stop`] or on drop.
+pub struct Dynoxide {
+    pub endpoint: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Dynoxide {
+    pub async fn start() -> Dynoxide {
+        let db = dynoxide::Database::memory().expect("in-memory database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(dynoxide::server::serve_with_shutdown(listener, db, async {
+            let _ = stopped.await;
+        }));
+        Dynoxide {
+            endpoint,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting and closes idle connections; returns once the server has finished.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// A client on the production settings (timeouts, retries), pointed here with fake
+    /// credentials, counting every HTTP request it sends in `trips`.
+    pub async fn client(&self, trips: &RoundTrips) -> Client {
+        client_for(&self.endpoint, trips, None).await
+    }
+
+    /// The store on a fresh table, and the counter of its round trips. Its attempts may take
+    /// up to 10 s instead of 1 s: the suite checks rules, not latency, and an unoptimised
+    /// build on two cores can take longer than a second to answer 200 requests at once.
+    pub async fn store(&self) -> (Arc<DynamoStore>, RoundTrips) {
+        let trips = RoundTrips::default();
+        let client = client_for(&self.endpoint, &trips, Some(Duration::from_secs(10))).await;
+        dynamodb::create_table(&client, TABLE).await.unwrap();
+        trips.reset();
+        let store = DynamoStore::new(client, TABLE, &SecretString::from(HASH_KEY));
+        (Arc::new(store), trips)
+    }
+}
+
+impl Drop for Dynoxide {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A client of `endpoint` with the store's settings, `attempt_timeout` overriding its
+/// per-attempt timeout.
+pub async fn client_for(
+    endpoint: &str,
+    trips: &RoundTrips,
+    attempt_timeout: Option<Duration>,
+) -> Client {
+    let mut loader = dynamodb::config_loader()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "test-access-key-id",
+            "test-secret-access-key",
+            None,
+            None,
+            "chamada-tests",
+        ));
+    if let Some(timeout) = attempt_timeout {
+        loader = loader.timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(timeout)
+                .operation_attempt_timeout(timeout)
+                .operation_timeout(timeout * 2)
+                .build(),
+        );
+    }
+    let sdk = loader.load().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(trips.clone())
+        .build();
+    Client::from_conf(config)
+}
+
+/// Counts the HTTP requests a client sends (retries included), by DynamoDB operation.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrips(Arc<Mutex<Vec<String>>>);
+
+impl RoundTrips {
+    /// The operations sent since the last reset, in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl Intercept for RoundTrips {
+    fn name(&self) -> &'static str {
+        "RoundTrips"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_string();
+        self.0.lock().unwrap().push(operation);
+        Ok(())
+    }
+}
