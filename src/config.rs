@@ -545,15 +545,6 @@ impl Config {
             self.problems.push(Problem { name, kind, reason });
         }
     }
-
-    /// Whether a provider is configured and usable.
-    pub fn has_provider(&self, kind: ProviderKind) -> bool {
-        match kind {
-            ProviderKind::ElevenLabs => self.elevenlabs.is_some(),
-            ProviderKind::LiveKit => self.livekit.is_some(),
-            ProviderKind::DryRun => !self.is_production() && self.provider == Some(kind),
-        }
-    }
 }
 
 const ELEVENLABS_REQUIRED: &[&str] = &[

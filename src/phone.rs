@@ -160,10 +160,6 @@ impl PhonePolicy {
         Ok(policy)
     }
 
-    pub fn allowed_regions(&self) -> impl Iterator<Item = &str> {
-        self.allowed.iter().map(String::as_str)
-    }
-
     /// Runs every gate. Never panics, whatever the input (see the property tests).
     pub fn check(&self, input: &str) -> Result<AllowedNumber, PhoneError> {
         let e164 = normalize(input)?;
