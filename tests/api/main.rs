@@ -3,6 +3,7 @@
 
 mod access;
 mod cors;
+mod deploy;
 mod health;
 mod helpers;
 mod idempotency;
