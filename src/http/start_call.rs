@@ -30,7 +30,7 @@ use crate::config::{Config, ProviderKind};
 use crate::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
-use crate::phone::PhoneError;
+use crate::phone::{PhoneError, E164};
 use crate::store::{Begin, LimitStatus, StoredResponse};
 
 const METHODS: &str = "POST, OPTIONS";
@@ -105,28 +105,16 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_body(&parts.headers, body).await?;
-    let body = parse_body(&bytes)?;
-
-    // Fields.
-    if !caller.is_authenticated() && (body.provider.is_some() || body.variables.is_some()) {
-        return Err(ApiError::invalid(
-            "provider and variables are only accepted from authenticated callers",
-        ));
-    }
-    let name = body.name.as_deref().map(validate_name).transpose()?;
-    let variables = body.variables.unwrap_or_default();
-    validate_variables(&variables)?;
-    let provider = match body.provider.as_deref() {
-        None => None,
-        Some("elevenlabs") => Some(ProviderKind::ElevenLabs),
-        Some("livekit") => Some(ProviderKind::LiveKit),
-        Some(_) => return Err(ApiError::invalid("provider must be elevenlabs or livekit")),
-    };
-    let raw_number = match (body.phone_number, &caller, &config.default_fallback_phone) {
-        (Some(number), _, _) => number,
-        (None, Caller::Authenticated(_), Some(fallback)) => fallback.to_string(),
-        (None, _, _) => return Err(ApiError::invalid("phone_number is required")),
-    };
+    let Fields {
+        name,
+        variables,
+        provider,
+        raw_number,
+    } = fields(
+        &bytes,
+        caller.is_authenticated(),
+        config.default_fallback_phone.as_ref(),
+    )?;
     if app.dispatchers.pick(provider).is_none() {
         app.count(Metric::ConfigurationProblems, 1);
         return Err(ApiError::ProviderNotConfigured);
@@ -232,6 +220,51 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         });
     }
     Ok(response)
+}
+
+/// The body's fields once parsed and checked (SPEC §2), before the provider and the phone
+/// policy are consulted.
+pub(crate) struct Fields {
+    pub name: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    pub provider: Option<ProviderKind>,
+    /// The number as sent (or the fallback), not yet through the phone policy.
+    pub raw_number: String,
+}
+
+/// Parses the body and checks its fields: `400 invalid_json`, `422 invalid_request`. No side
+/// effect; `benches/` measure it through [`crate::http::validate_body`].
+pub(crate) fn fields(
+    bytes: &[u8],
+    authenticated: bool,
+    fallback: Option<&E164>,
+) -> Result<Fields, ApiError> {
+    let body = parse_body(bytes)?;
+    if !authenticated && (body.provider.is_some() || body.variables.is_some()) {
+        return Err(ApiError::invalid(
+            "provider and variables are only accepted from authenticated callers",
+        ));
+    }
+    let name = body.name.as_deref().map(validate_name).transpose()?;
+    let variables = body.variables.unwrap_or_default();
+    validate_variables(&variables)?;
+    let provider = match body.provider.as_deref() {
+        None => None,
+        Some("elevenlabs") => Some(ProviderKind::ElevenLabs),
+        Some("livekit") => Some(ProviderKind::LiveKit),
+        Some(_) => return Err(ApiError::invalid("provider must be elevenlabs or livekit")),
+    };
+    let raw_number = match (body.phone_number, authenticated, fallback) {
+        (Some(number), _, _) => number,
+        (None, true, Some(fallback)) => fallback.to_string(),
+        (None, _, _) => return Err(ApiError::invalid("phone_number is required")),
+    };
+    Ok(Fields {
+        name,
+        variables,
+        provider,
+        raw_number,
+    })
 }
 
 /// `503 misconfigured` on a broken configuration; `503 provider_not_configured` when only the
