@@ -29,6 +29,13 @@ use cors::OriginCheck;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Request validation alone (body parse and field checks of `start_call`, no side effect), as
+/// the handler runs it. For `benches/`; not part of the service's interface.
+#[doc(hidden)]
+pub fn validate_body(bytes: &[u8], authenticated: bool) -> Result<(), ApiError> {
+    start_call::fields(bytes, authenticated, None).map(|_| ())
+}
+
 /// Builds the router. Paths are the same on every platform.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()

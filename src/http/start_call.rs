@@ -30,7 +30,7 @@ use crate::config::{Config, ProviderKind};
 use crate::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
-use crate::phone::PhoneError;
+use crate::phone::{PhoneError, E164};
 use crate::store::{Begin, LimitStatus, StoredResponse};
 
 const METHODS: &str = "POST, OPTIONS";
@@ -105,28 +105,16 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_body(&parts.headers, body).await?;
-    let body = parse_body(&bytes)?;
-
-    // Fields.
-    if !caller.is_authenticated() && (body.provider.is_some() || body.variables.is_some()) {
-        return Err(ApiError::invalid(
-            "provider and variables are only accepted from authenticated callers",
-        ));
-    }
-    let name = body.name.as_deref().map(validate_name).transpose()?;
-    let variables = body.variables.unwrap_or_default();
-    validate_variables(&variables)?;
-    let provider = match body.provider.as_deref() {
-        None => None,
-        Some("elevenlabs") => Some(ProviderKind::ElevenLabs),
-        Some("livekit") => Some(ProviderKind::LiveKit),
-        Some(_) => return Err(ApiError::invalid("provider must be elevenlabs or livekit")),
-    };
-    let raw_number = match (body.phone_number, &caller, &config.default_fallback_phone) {
-        (Some(number), _, _) => number,
-        (None, Caller::Authenticated(_), Some(fallback)) => fallback.to_string(),
-        (None, _, _) => return Err(ApiError::invalid("phone_number is required")),
-    };
+    let Fields {
+        name,
+        variables,
+        provider,
+        raw_number,
+    } = fields(
+        &bytes,
+        caller.is_authenticated(),
+        config.default_fallback_phone.as_ref(),
+    )?;
     if app.dispatchers.pick(provider).is_none() {
         app.count(Metric::ConfigurationProblems, 1);
         return Err(ApiError::ProviderNotConfigured);
@@ -157,26 +145,30 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         Caller::Authenticated(_) => end_user_ip(&parts)?,
     };
 
-    let fingerprint = {
-        let canonical = serde_json::to_vec(&Fingerprint {
-            phone_number: to.e164.as_str(),
-            name: name.as_deref(),
-            provider: provider.map(ProviderKind::as_str),
-            variables: &variables,
-        })
-        .map_err(|_| ApiError::Internal)?;
-        hex(&Sha256::digest(&canonical))
-    };
     let scope = match (&caller, client) {
         (Caller::Authenticated(key), _) => format!("key:{}", key.as_str()),
         (Caller::Anonymous, Some(ip)) => format!("ip:{ip}"),
         (Caller::Anonymous, None) => return Err(ApiError::Internal),
     };
-    let idempotency = idempotency_key.map(|key| format!("idem:{scope}:{key}"));
+    // The fingerprint only matters under an `Idempotency-Key`: computed only then.
+    let idempotency = match idempotency_key {
+        Some(key) => {
+            let canonical = serde_json::to_vec(&Fingerprint {
+                phone_number: to.e164.as_str(),
+                name: name.as_deref(),
+                provider: provider.map(ProviderKind::as_str),
+                variables: &variables,
+            })
+            .map_err(|_| ApiError::Internal)?;
+            let fingerprint = hex(&Sha256::digest(&canonical));
+            Some((format!("idem:{scope}:{key}"), fingerprint))
+        }
+        None => None,
+    };
 
-    if let Some(key) = &idempotency {
+    if let Some((key, fingerprint)) = &idempotency {
         let now = app.clock.now_ms();
-        match app.idempotency.begin(key, &fingerprint, now).await {
+        match app.idempotency.begin(key, fingerprint, now).await {
             Ok(Begin::Started) => {}
             Ok(Begin::Replay(stored)) => return Ok(replay(stored)),
             Ok(Begin::InProgress) => return Err(ApiError::RequestInProgress),
@@ -203,7 +195,7 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
     );
     let response = render(&outcome, request_id);
 
-    if let Some(key) = &idempotency {
+    if let Some((key, fingerprint)) = &idempotency {
         // Answers from dispatch on are kept (a replay must never ring twice, even after a
         // timeout); refusals before dispatch give the key back so a retry can succeed.
         let stored = if reached_dispatch {
@@ -216,7 +208,7 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
                 let now = app.clock.now_ms();
                 if let Err(error) = app
                     .idempotency
-                    .complete(key, &fingerprint, &stored, now)
+                    .complete(key, fingerprint, &stored, now)
                     .await
                 {
                     tracing::error!(request_id = %request_id.0, error = %error, "Idempotency record not saved");
@@ -224,7 +216,7 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
                 response
             }
             Err(response) => {
-                if let Err(error) = app.idempotency.release(key, &fingerprint).await {
+                if let Err(error) = app.idempotency.release(key, fingerprint).await {
                     tracing::error!(request_id = %request_id.0, error = %error, "Idempotency key not released");
                 }
                 response
@@ -232,6 +224,51 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         });
     }
     Ok(response)
+}
+
+/// The body's fields once parsed and checked (SPEC §2), before the provider and the phone
+/// policy are consulted.
+pub(crate) struct Fields {
+    pub name: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    pub provider: Option<ProviderKind>,
+    /// The number as sent (or the fallback), not yet through the phone policy.
+    pub raw_number: String,
+}
+
+/// Parses the body and checks its fields: `400 invalid_json`, `422 invalid_request`. No side
+/// effect; `benches/` measure it through [`crate::http::validate_body`].
+pub(crate) fn fields(
+    bytes: &[u8],
+    authenticated: bool,
+    fallback: Option<&E164>,
+) -> Result<Fields, ApiError> {
+    let body = parse_body(bytes)?;
+    if !authenticated && (body.provider.is_some() || body.variables.is_some()) {
+        return Err(ApiError::invalid(
+            "provider and variables are only accepted from authenticated callers",
+        ));
+    }
+    let name = body.name.as_deref().map(validate_name).transpose()?;
+    let variables = body.variables.unwrap_or_default();
+    validate_variables(&variables)?;
+    let provider = match body.provider.as_deref() {
+        None => None,
+        Some("elevenlabs") => Some(ProviderKind::ElevenLabs),
+        Some("livekit") => Some(ProviderKind::LiveKit),
+        Some(_) => return Err(ApiError::invalid("provider must be elevenlabs or livekit")),
+    };
+    let raw_number = match (body.phone_number, authenticated, fallback) {
+        (Some(number), _, _) => number,
+        (None, true, Some(fallback)) => fallback.to_string(),
+        (None, _, _) => return Err(ApiError::invalid("phone_number is required")),
+    };
+    Ok(Fields {
+        name,
+        variables,
+        provider,
+        raw_number,
+    })
 }
 
 /// `503 misconfigured` on a broken configuration; `503 provider_not_configured` when only the
@@ -456,6 +493,27 @@ fn shorten(message: &str) -> String {
     message.chars().take(200).collect()
 }
 
+/// Lower-case hex, two digits a byte (one allocation, no formatting machinery).
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let all: Vec<u8> = (0..=255).collect();
+        let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&all), expected);
+    }
 }
