@@ -9,9 +9,10 @@
 //! 3. Region in the allowed set and number type in {mobile, fixed line, fixed line or mobile}.
 //!
 //! **Cold start.** The `phonenumber` crate's built-in database deserialises all 254 territories on
-//! first use (about 90 ms in a release build here). A serverless cold start would pay that on the
+//! first use (100–150 ms in a release build here). A serverless cold start would pay that on the
 //! first call, so [`PhonePolicy`] builds its own small database holding only the territories that
-//! share a country calling code with an allowed region (about 1.5 ms for one region), from the same
+//! share a country calling code with an allowed region (about 1.5 ms for one region, then ~7 ms
+//! compiling its regular expressions in the warm-up; see docs/PERFORMANCE.md), from the same
 //! libphonenumber XML the crate ships (vendored in `assets/phonenumber/`, see its README), and warms
 //! the regular expressions it will use before the first request. Nothing here ever touches the
 //! crate's global database.
