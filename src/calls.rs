@@ -81,8 +81,9 @@ impl App {
 
     /// Counts the request under its limits, places the call, reports the outcome.
     pub async fn start_call(&self, call: StartCall, request_id: &str) -> Outcome {
-        let masked = call.to.e164.masked();
-        let ip_prefix = call.client.map(|ip| ip.log_prefix());
+        // Written only into log lines that are on: nothing is formatted for a level that is off.
+        let masked = call.to.e164.masked_display();
+        let ip_prefix = call.client.map(|ip| ip.log_prefix_display());
         let Some(dispatcher) = self.dispatchers.pick(call.provider) else {
             return Outcome {
                 result: Err(ApiError::ProviderNotConfigured),
@@ -112,7 +113,7 @@ impl App {
                 max = by.limit,
                 retry_after = by.reset_secs,
                 to = %masked,
-                ip = ip_prefix.as_deref(),
+                ip = ip_prefix.map(tracing::field::display),
                 "{}",
                 logging::RATE_LIMIT_EXCEEDED
             );

@@ -83,9 +83,25 @@ impl IpKey {
 
     /// What the logs may show (SPEC §11): the /24 of IPv4, the /64 of IPv6.
     pub fn log_prefix(&self) -> String {
-        match self {
-            IpKey::V4([a, b, c, _]) => format!("{a}.{b}.{c}.0/24"),
-            IpKey::V6Prefix64(_) => format!("{self}"),
+        self.log_prefix_display().to_string()
+    }
+
+    /// [`log_prefix`](Self::log_prefix), written only when a log line is (no allocation for a
+    /// request whose log level is off).
+    pub fn log_prefix_display(self) -> LogPrefix {
+        LogPrefix(self)
+    }
+}
+
+/// The loggable prefix of an [`IpKey`], as [`fmt::Display`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogPrefix(IpKey);
+
+impl fmt::Display for LogPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpKey::V4([a, b, c, _]) => write!(f, "{a}.{b}.{c}.0/24"),
+            key @ IpKey::V6Prefix64(_) => write!(f, "{key}"),
         }
     }
 }

@@ -110,10 +110,27 @@ impl ApiError {
     }
 
     /// The JSON body of SPEC §10.
-    pub fn body(&self, request_id: &str) -> serde_json::Value {
-        serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() },
-            "request_id": request_id,
-        })
+    pub fn body<'a>(&self, request_id: &'a str) -> ErrorBody<'a> {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+            request_id,
+        }
     }
+}
+
+/// `{"error": {"code", "message"}, "request_id"}` (SPEC §10), serialised straight from these
+/// fields (no intermediate `serde_json::Value`).
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail,
+    pub request_id: &'a str,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
 }

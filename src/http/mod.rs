@@ -25,6 +25,9 @@ use crate::error::ApiError;
 use crate::logging;
 use cors::OriginCheck;
 
+/// `X-Request-Id`, built once (a `&str` header name is parsed on every insert).
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The id of one request: in every answer's `X-Request-Id`, every error body and every log line.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -74,7 +77,7 @@ async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
 
     cors::decorate(response.headers_mut(), &origin);
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     tracing::info!(
         request_id = %request_id.0,

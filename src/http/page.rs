@@ -15,7 +15,7 @@ use axum::Router;
 use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::{error_response, RequestId};
+use super::{error_response, RequestId, X_REQUEST_ID};
 use crate::error::ApiError;
 
 /// The page's policy: its own scripts, styles, images and `fetch` only; no inline code, no
@@ -79,7 +79,7 @@ async fn method_not_allowed() -> Response {
         &request_id,
     );
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     secure(response.headers_mut());
     response

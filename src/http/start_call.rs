@@ -438,18 +438,24 @@ fn render(outcome: &Outcome, request_id: &RequestId) -> Response {
     response
 }
 
+// Header names built at compile time: a `&str` name is parsed and validated on every insert.
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
 fn rate_limit_headers(headers: &mut HeaderMap, rate: &LimitStatus) {
-    headers.insert("ratelimit-limit", HeaderValue::from(rate.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(rate.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(rate.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(rate.reset_secs));
 }
 
 /// Headers a replay repeats (the rest are made fresh: request id, CORS).
-const REPLAYED_HEADERS: [&str; 4] = [
-    "ratelimit-limit",
-    "ratelimit-remaining",
-    "ratelimit-reset",
-    "retry-after",
+const REPLAYED_HEADERS: [HeaderName; 4] = [
+    RATELIMIT_LIMIT,
+    RATELIMIT_REMAINING,
+    RATELIMIT_RESET,
+    http::header::RETRY_AFTER,
 ];
 
 /// Splits a response into what is stored and the response itself (rebuilt from the bytes).
@@ -463,7 +469,7 @@ async fn store(response: Response) -> Result<(StoredResponse, Response), Respons
         headers: REPLAYED_HEADERS
             .iter()
             .filter_map(|name| {
-                let value = parts.headers.get(*name)?.to_str().ok()?;
+                let value = parts.headers.get(name)?.to_str().ok()?;
                 Some((name.to_string(), value.to_string()))
             })
             .collect(),
@@ -485,7 +491,7 @@ fn replay(stored: StoredResponse) -> Response {
             headers.insert(name, value);
         }
     }
-    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     response
 }
 
