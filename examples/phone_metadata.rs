@@ -1,6 +1,6 @@
 //! What the phone metadata choice buys at a cold start (docs/PERFORMANCE.md, src/phone.rs):
 //! the time from a fresh process to the first answered phone check, with our per-region
-//! database (`PhonePolicy::new(["PT"])`, built and warmed at init) against the `phonenumber`
+//! territories (`PhonePolicy::new(["PT"])`, loaded and compiled at init) against the `phonenumber`
 //! crate's global database (`phonenumber::metadata::DATABASE`, deserialised on first use).
 //!
 //!     cargo run --release --example phone_metadata            # 30 fresh processes per mode
@@ -67,7 +67,7 @@ fn main() {
                 let mut ready: Vec<f64> = rows.iter().map(|r| r.0).collect();
                 ready.sort_by(f64::total_cmp);
                 let label = if mode == "ours" {
-                    "ours: PT territories + warm-up"
+                    "ours: PT territories, compiled"
                 } else {
                     "crate: phonenumber::metadata::DATABASE"
                 };

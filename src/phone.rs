@@ -606,6 +606,22 @@ mod tests {
         ));
     }
 
+    /// libphonenumber matches a pattern against the whole national number; the `phonenumber`
+    /// crate accepts a match of a prefix when the length is possible. Each of these is a valid
+    /// number with one digit appended (the crate allows them).
+    #[test]
+    fn a_pattern_must_match_the_whole_national_number() {
+        let policy = PhonePolicy::new(&["DZ", "IE", "CN"]).unwrap();
+        for number in ["+213123456785", "+35322123455", "+8610123456785"] {
+            assert_eq!(
+                policy.check(number),
+                Err(PhoneError::Invalid("phone_number is not a valid number")),
+                "{number}"
+            );
+        }
+        assert!(policy.check("+21312345678").is_ok());
+    }
+
     #[test]
     fn shared_calling_codes_resolve_to_the_right_region() {
         let us = PhonePolicy::new(&["US"]).unwrap();
@@ -698,6 +714,42 @@ mod tests {
         let index = territories();
         let codes: BTreeSet<u16> = index.entries.iter().map(|t| t.code).collect();
         assert_eq!(index.matchers_for(&codes).len(), index.entries.len());
+    }
+
+    /// The vendored XML is the metadata the crate was built with: the crate judges every
+    /// example number of every territory the same on both. Catches an upgrade of the crate
+    /// without the file (assets/phonenumber/README.md).
+    #[test]
+    fn the_vendored_metadata_is_the_crate_s_own() {
+        let index = territories();
+        let codes: BTreeSet<u16> = index.entries.iter().map(|t| t.code).collect();
+        let vendored = phonenumber::metadata::Database::parse(index.xml_for(&codes)).unwrap();
+        let builtin = &*phonenumber::metadata::DATABASE;
+        let allowed: BTreeSet<String> = index.entries.iter().map(|t| t.id.to_string()).collect();
+        let metas = loader::load(index.xml_for(&codes).as_bytes()).unwrap();
+        let mut compared = 0;
+        for meta in &metas {
+            let examples = [
+                &meta.fixed_line,
+                &meta.mobile,
+                &meta.toll_free,
+                &meta.premium_rate,
+            ];
+            for example in examples
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.example.as_ref())
+            {
+                let number = format!("+{}{}", meta.country_code.unwrap(), example);
+                assert_eq!(
+                    crate_verdict(&vendored, &allowed, &number),
+                    crate_verdict(builtin, &allowed, &number),
+                    "{number}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 500, "only {compared} numbers compared");
     }
 
     /// Every example number of every descriptor of every territory, and neighbours of each
