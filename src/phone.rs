@@ -200,7 +200,7 @@ impl PhonePolicy {
         }
         // In E.164 the digits after the calling code are the national significant number, as
         // dialled: no national prefix is stripped (a `0` after `+44` is refused, not ignored).
-        let national = digits[cc_len..].as_bytes();
+        let national = &digits.as_bytes()[cc_len..];
         let Some(territory) = region_for(&self.territories, code, national) else {
             return Err(INVALID);
         };
@@ -246,7 +246,7 @@ pub fn region_of(e164: &E164) -> Option<String> {
     let cc_len = index.country_code_len(digits)?;
     let code: u16 = digits[..cc_len].parse().ok()?;
     let matchers = index.matchers_for(&BTreeSet::from([code]));
-    region_for(&matchers, code, digits[cc_len..].as_bytes()).map(|t| t.id.clone())
+    region_for(&matchers, code, &digits.as_bytes()[cc_len..]).map(|t| t.id.clone())
 }
 
 /// libphonenumber's resolution of a calling code to a territory (`getRegionCodeForNumber`): a
