@@ -292,9 +292,9 @@ enum Desc {
 /// Matching follows libphonenumber (`getNumberTypeHelper`, `isNumberMatchingDesc`): a descriptor
 /// matches when the number's length is one of its possible lengths (any, when it lists none)
 /// and its pattern matches the *whole* number. The patterns are compiled with Unicode off
-/// (`\d` is ASCII digits, which is what the metadata means and all a number here holds): an
-/// automaton an order of magnitude smaller and faster to build than the Unicode one, and all
-/// descriptors go into one `RegexSet`, so a number is read once.
+/// (`\d` is ASCII digits, which is what the metadata means and all a number here holds: a
+/// smaller automaton, faster to build, than Unicode's `\d`), and all descriptors go into one
+/// `RegexSet`, so a number is read once.
 struct Matcher {
     id: String,
     code: u16,
@@ -377,14 +377,14 @@ impl Matcher {
     fn kind(&self, national: &[u8]) -> Kind {
         let len = national.len();
         let matches = self.set.matches(national);
-        let mut hits = matches.iter().filter_map(|i| {
+        let hits = matches.iter().filter_map(|i| {
             let (desc, lengths) = self.descs.get(i)?;
             let fits = lengths.is_empty() || lengths.iter().any(|&l| usize::from(l) == len);
             fits.then_some(*desc)
         });
         let mut general = false;
         let mut fixed_or_mobile = false;
-        for desc in &mut hits {
+        for desc in hits {
             match desc {
                 Desc::General => general = true,
                 Desc::Refused => {
