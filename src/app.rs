@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ProblemKind, ProviderKind, StoreKind};
+use crate::config::{Config, ProblemKind, ProviderKind, Scope, StoreKind};
 use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
 use crate::metrics::{Metric, Metrics};
@@ -39,7 +39,8 @@ impl App {
                     config.add_problem(
                         "ALLOWED_COUNTRIES",
                         ProblemKind::Refused,
-                        "names a region libphonenumber does not know",
+                        "names a region libphonenumber does not know: use ISO 3166 codes such as PT,ES",
+                        Scope::AllCalls,
                     );
                     None
                 }
@@ -55,7 +56,8 @@ impl App {
                         config.add_problem(
                             "AWS_REGION",
                             ProblemKind::Missing,
-                            "the DynamoDB store needs a region",
+                            "the DynamoDB store needs AWS_REGION (any region for a local DynamoDB)",
+                            Scope::AllCalls,
                         );
                     }
                     let client = aws_sdk_dynamodb::Client::new(&sdk);
@@ -97,6 +99,7 @@ impl App {
                             "MAKE_WEBHOOK_SECRET",
                             ProblemKind::Refused,
                             "a whsec_ secret must hold base64 after the prefix",
+                            Scope::AllCalls,
                         ),
                     }
                 }
@@ -105,6 +108,7 @@ impl App {
                 "CALL_PROVIDER",
                 ProblemKind::Refused,
                 "the HTTPS client could not be built",
+                Scope::AllCalls,
             ),
         }
 
@@ -136,7 +140,7 @@ impl App {
         for problem in &self.config.problems {
             tracing::error!(
                 variable = problem.name,
-                kind = ?problem.kind,
+                kind = problem.kind.as_str(),
                 reason = problem.reason,
                 "{}",
                 logging::ENV_MISSING
@@ -197,10 +201,13 @@ impl App {
             if self.config.problems.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " DEGRADED missing={}",
-                    self.config.problem_names().join(",")
-                )
+                let problems: Vec<String> = self
+                    .config
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}:{}", p.name, p.kind.as_str()))
+                    .collect();
+                format!(" DEGRADED problems={}", problems.join(","))
             },
         )
     }

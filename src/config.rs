@@ -169,13 +169,36 @@ pub enum ProblemKind {
     Refused,
 }
 
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Refused => "refused",
+        }
+    }
+}
+
+/// Which calls a problem stops. No call is ever placed on a value that was refused: a refused
+/// value never falls back to a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every call: `start_call` answers `503 misconfigured`.
+    AllCalls,
+    /// Every call that would use this provider (named in the request, or the default one):
+    /// `503 misconfigured`. Calls through another, sound provider go on.
+    Provider(ProviderKind),
+    /// No provider is configured at all: calls find none (`503 provider_not_configured`).
+    NoProvider,
+}
+
 /// One variable that keeps the configuration from being complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub name: &'static str,
     pub kind: ProblemKind,
-    /// Why, for the start-up log. Never contains the value.
+    /// Why, and what to set: for health and the start-up log. Never contains the value.
     pub reason: &'static str,
+    pub scope: Scope,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -281,6 +304,7 @@ impl Config {
             source,
             production: environment == Environment::Production,
             problems: Vec::new(),
+            scope: Scope::AllCalls,
         };
         let production = r.production;
 
@@ -315,7 +339,10 @@ impl Config {
             None => ApiKeys::default(),
         };
         if production && api_keys.is_empty() && !r.has_problem("PRODUCTION_API_KEY") {
-            r.missing("PRODUCTION_API_KEY");
+            r.missing(
+                "PRODUCTION_API_KEY",
+                "production needs an API key of 32 characters or more",
+            );
         }
         let public_calls = r.boolean("PUBLIC_CALLS").unwrap_or(false);
 
@@ -339,7 +366,10 @@ impl Config {
             None => vec!["http://localhost:3000".to_string()],
         };
         if production && public_calls && allowed_origins.is_empty() {
-            r.missing("ALLOWED_ORIGINS");
+            r.missing(
+                "ALLOWED_ORIGINS",
+                "PUBLIC_CALLS=true needs the https origins of the page that calls",
+            );
         }
 
         // Phone policy.
@@ -395,23 +425,35 @@ impl Config {
             None => (StoreKind::Memory, false),
         };
         if store == StoreKind::DynamoDb && rate_limit_table.is_none() {
-            r.missing("RATE_LIMIT_TABLE");
+            r.missing(
+                "RATE_LIMIT_TABLE",
+                "RATE_LIMIT_STORE=dynamodb needs the table name in RATE_LIMIT_TABLE",
+            );
         }
         if production && store == StoreKind::Memory && !store_explicit {
             // Serverless instances share no memory: production must name its store.
-            r.missing("RATE_LIMIT_TABLE");
+            r.missing(
+                "RATE_LIMIT_TABLE",
+                "production needs a shared store: set RATE_LIMIT_TABLE (DynamoDB), or RATE_LIMIT_STORE=memory to count per instance",
+            );
         }
         // Shared stores keep keyed hashes of IPs and numbers: production needs its own key.
         let hash_key_required = production && store == StoreKind::DynamoDb;
         let rate_limit_hash_key = match r.secret("RATE_LIMIT_HASH_KEY") {
             Some(key) if hash_key_required && key.expose_secret().len() < MIN_HASH_KEY_LEN => {
-                r.refuse("RATE_LIMIT_HASH_KEY", "needs 32 characters or more");
+                r.refuse(
+                    "RATE_LIMIT_HASH_KEY",
+                    "needs 32 characters or more in production",
+                );
                 key
             }
             Some(key) => key,
             None => {
                 if hash_key_required && !r.has_problem("RATE_LIMIT_HASH_KEY") {
-                    r.missing("RATE_LIMIT_HASH_KEY");
+                    r.missing(
+                        "RATE_LIMIT_HASH_KEY",
+                        "production on DynamoDB needs a secret of 32 characters or more",
+                    );
                 }
                 SecretString::from(DEVELOPMENT_HASH_KEY)
             }
@@ -443,40 +485,41 @@ impl Config {
             None => None,
         };
         let provider = match requested {
-            Some(ProviderKind::ElevenLabs) => {
-                if elevenlabs.is_none() {
-                    r.require_group(ELEVENLABS_REQUIRED);
-                }
-                elevenlabs.as_ref().map(|_| ProviderKind::ElevenLabs)
-            }
-            Some(ProviderKind::LiveKit) => {
-                if livekit.is_none() {
-                    r.require_group(LIVEKIT_REQUIRED);
-                }
-                livekit.as_ref().map(|_| ProviderKind::LiveKit)
-            }
             Some(ProviderKind::DryRun) if production => {
-                r.refuse("CALL_PROVIDER", "production never dry-runs");
+                r.refuse(
+                    "CALL_PROVIDER",
+                    "production never dry-runs: choose elevenlabs or livekit",
+                );
                 None
             }
-            Some(ProviderKind::DryRun) => Some(ProviderKind::DryRun),
-            None if r.has_problem("CALL_PROVIDER") => None,
-            None => {
-                let default = if elevenlabs.is_some() {
-                    Some(ProviderKind::ElevenLabs)
-                } else if livekit.is_some() {
-                    Some(ProviderKind::LiveKit)
-                } else if production {
-                    None
-                } else {
-                    Some(ProviderKind::DryRun)
-                };
-                if default.is_none() {
-                    r.missing("CALL_PROVIDER");
+            Some(kind) => {
+                // Chosen: a group that is not there at all is a hole to report, not a reason
+                // to fall back to another provider.
+                if let Some((names, reason)) = required_group(kind) {
+                    r.scope = Scope::Provider(kind);
+                    r.require_group(names, reason);
+                    r.scope = Scope::AllCalls;
                 }
-                default
+                Some(kind)
             }
+            None if r.has_problem("CALL_PROVIDER") => None,
+            // The first provider whose variables are there, even if they are refused: then its
+            // calls answer 503 rather than go through the next provider.
+            None if !elevenlabs.is_absent() => Some(ProviderKind::ElevenLabs),
+            None if !livekit.is_absent() => Some(ProviderKind::LiveKit),
+            None if production => {
+                r.scope = Scope::NoProvider;
+                r.missing(
+                    "CALL_PROVIDER",
+                    "no call provider: set the ELEVENLABS_* or the LIVEKIT_* variables (production never dry-runs)",
+                );
+                r.scope = Scope::AllCalls;
+                None
+            }
+            None => Some(ProviderKind::DryRun),
         };
+        let elevenlabs = elevenlabs.ready();
+        let livekit = livekit.ready();
 
         // Webhook.
         let webhook = r.webhook();
@@ -527,22 +570,34 @@ impl Config {
         names
     }
 
-    /// Whether a problem concerns the call provider only (then `start_call` answers
-    /// `provider_not_configured` rather than `misconfigured`).
-    pub fn is_provider_problem(problem: &Problem) -> bool {
-        problem.name == "CALL_PROVIDER"
-            || ELEVENLABS_REQUIRED.contains(&problem.name)
-            || LIVEKIT_REQUIRED.contains(&problem.name)
-            || matches!(
-                problem.name,
-                "ELEVENLABS_API_BASE" | "ELEVENLABS_PHONE_PROVIDER" | "LIVEKIT_AGENT_NAME"
-            )
+    /// Whether a problem stops every call (`503 misconfigured` before anything else).
+    pub fn blocks_all_calls(&self) -> bool {
+        self.problems.iter().any(|p| p.scope == Scope::AllCalls)
+    }
+
+    /// Whether calls through `provider` are refused: one of its variables is refused or
+    /// missing. Such a call answers `503 misconfigured` and reaches no provider.
+    pub fn provider_broken(&self, provider: ProviderKind) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.scope == Scope::Provider(provider))
     }
 
     /// Adds a problem found after loading (e.g. a region the phone metadata does not know).
-    pub fn add_problem(&mut self, name: &'static str, kind: ProblemKind, reason: &'static str) {
+    pub fn add_problem(
+        &mut self,
+        name: &'static str,
+        kind: ProblemKind,
+        reason: &'static str,
+        scope: Scope,
+    ) {
         if !self.problems.iter().any(|p| p.name == name) {
-            self.problems.push(Problem { name, kind, reason });
+            self.problems.push(Problem {
+                name,
+                kind,
+                reason,
+                scope,
+            });
         }
     }
 }
@@ -552,6 +607,16 @@ const ELEVENLABS_REQUIRED: &[&str] = &[
     "ELEVEN_AGENT_ID",
     "ELEVEN_AGENT_PHONE_NUMBER_ID",
 ];
+const ELEVENLABS_HOLE: &str =
+    "ElevenLabs calls need ELEVENLABS_API_KEY, ELEVEN_AGENT_ID and ELEVEN_AGENT_PHONE_NUMBER_ID";
+/// Any of these set means ElevenLabs is meant to be used.
+const ELEVENLABS_ANY: &[&str] = &[
+    "ELEVENLABS_API_KEY",
+    "ELEVEN_AGENT_ID",
+    "ELEVEN_AGENT_PHONE_NUMBER_ID",
+    "ELEVENLABS_API_BASE",
+    "ELEVENLABS_PHONE_PROVIDER",
+];
 const LIVEKIT_REQUIRED: &[&str] = &[
     "LIVEKIT_URL",
     "LIVEKIT_API_KEY",
@@ -559,6 +624,47 @@ const LIVEKIT_REQUIRED: &[&str] = &[
     "SIP_TRUNK_ID",
     "CALLER_ID",
 ];
+const LIVEKIT_HOLE: &str =
+    "LiveKit calls need LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, SIP_TRUNK_ID and CALLER_ID";
+/// Any of these set means LiveKit is meant to be used (`CALLER_ID` alone does not: it also
+/// sets the default region).
+const LIVEKIT_ANY: &[&str] = &[
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "SIP_TRUNK_ID",
+    "LIVEKIT_AGENT_NAME",
+];
+
+/// The variables a provider cannot do without, and the reason that names them.
+fn required_group(kind: ProviderKind) -> Option<(&'static [&'static str], &'static str)> {
+    match kind {
+        ProviderKind::ElevenLabs => Some((ELEVENLABS_REQUIRED, ELEVENLABS_HOLE)),
+        ProviderKind::LiveKit => Some((LIVEKIT_REQUIRED, LIVEKIT_HOLE)),
+        ProviderKind::DryRun => None,
+    }
+}
+
+/// A provider's settings as read: not there at all, complete, or there and unusable (a value
+/// refused or a required one missing; the problems say which).
+enum Setting<T> {
+    Absent,
+    Ready(T),
+    Broken,
+}
+
+impl<T> Setting<T> {
+    fn is_absent(&self) -> bool {
+        matches!(self, Setting::Absent)
+    }
+
+    fn ready(self) -> Option<T> {
+        match self {
+            Setting::Ready(value) => Some(value),
+            Setting::Absent | Setting::Broken => None,
+        }
+    }
+}
 
 fn parse_environment(value: &str, name: &'static str) -> Result<Environment, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -635,12 +741,19 @@ struct Reader<'a> {
     source: &'a dyn Source,
     production: bool,
     problems: Vec<Problem>,
+    /// The scope of the problems found now (a provider's while its group is read).
+    scope: Scope,
 }
 
 impl Reader<'_> {
     fn push(&mut self, name: &'static str, kind: ProblemKind, reason: &'static str) {
         if !self.has_problem(name) {
-            self.problems.push(Problem { name, kind, reason });
+            self.problems.push(Problem {
+                name,
+                kind,
+                reason,
+                scope: self.scope,
+            });
         }
     }
 
@@ -648,8 +761,8 @@ impl Reader<'_> {
         self.problems.iter().any(|p| p.name == name)
     }
 
-    fn missing(&mut self, name: &'static str) {
-        self.push(name, ProblemKind::Missing, "required in this configuration");
+    fn missing(&mut self, name: &'static str, reason: &'static str) {
+        self.push(name, ProblemKind::Missing, reason);
     }
 
     fn refuse(&mut self, name: &'static str, reason: &'static str) {
@@ -721,81 +834,94 @@ impl Reader<'_> {
     }
 
     /// Marks every absent variable of a provider group as missing.
-    fn require_group(&mut self, names: &[&'static str]) {
+    fn require_group(&mut self, names: &[&'static str], reason: &'static str) {
         for &name in names {
             if self.source.get(name).is_none_or(|v| v.trim().is_empty()) {
-                self.missing(name);
+                self.missing(name, reason);
             }
         }
     }
 
-    /// A group counts as intended when any of its variables is set; an intended group with a
-    /// hole reports the hole.
+    /// A group counts as intended when any of its variables holds a value (a development
+    /// placeholder does not count: a copied `.env.example` runs on the dry-run provider).
     fn group_intended(&self, names: &[&'static str]) -> bool {
-        names
-            .iter()
-            .any(|n| self.source.get(n).is_some_and(|v| !v.trim().is_empty()))
+        names.iter().any(|n| {
+            self.source
+                .get(n)
+                .is_some_and(|v| !v.trim().is_empty() && (self.production || !is_placeholder(&v)))
+        })
     }
 
-    fn elevenlabs(&mut self) -> Option<ElevenLabsConfig> {
-        let api_key = self.secret("ELEVENLABS_API_KEY");
-        let agent_id = self.value("ELEVEN_AGENT_ID");
-        let agent_phone_number_id = self.value("ELEVEN_AGENT_PHONE_NUMBER_ID");
-        let api_base = self
-            .url("ELEVENLABS_API_BASE")
-            .unwrap_or_else(|| "https://api.elevenlabs.io".to_string());
-        let numbers = match self.value("ELEVENLABS_PHONE_PROVIDER").as_deref() {
-            None | Some("twilio") => ElevenLabsNumbers::Twilio,
-            Some("sip-trunk") | Some("sip_trunk") => ElevenLabsNumbers::SipTrunk,
-            Some(_) => {
-                self.refuse("ELEVENLABS_PHONE_PROVIDER", "expected twilio or sip-trunk");
-                ElevenLabsNumbers::Twilio
+    /// Reads one provider's group with its problems scoped to it: complete, absent, or broken
+    /// (a value refused, or an intended group with a hole).
+    fn provider_group<T>(
+        &mut self,
+        kind: ProviderKind,
+        any: &[&'static str],
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Setting<T> {
+        let before = self.problems.len();
+        self.scope = Scope::Provider(kind);
+        let value = read(self);
+        let intended = self.group_intended(any);
+        if intended && value.is_none() {
+            if let Some((names, reason)) = required_group(kind) {
+                self.require_group(names, reason);
             }
-        };
-        match (api_key, agent_id, agent_phone_number_id) {
-            (Some(api_key), Some(agent_id), Some(agent_phone_number_id)) => {
-                Some(ElevenLabsConfig {
-                    api_key,
-                    agent_id,
-                    agent_phone_number_id,
-                    api_base,
-                    numbers,
-                })
-            }
-            _ => {
-                if self.group_intended(ELEVENLABS_REQUIRED) {
-                    self.require_group(ELEVENLABS_REQUIRED);
-                }
-                None
+        }
+        self.scope = Scope::AllCalls;
+        if self.problems.len() > before {
+            Setting::Broken
+        } else {
+            match value {
+                Some(value) => Setting::Ready(value),
+                None => Setting::Absent,
             }
         }
     }
 
-    fn livekit(&mut self, caller_id: Option<E164>) -> Option<LiveKitConfig> {
-        let url = self.url("LIVEKIT_URL");
-        let api_key = self.value("LIVEKIT_API_KEY");
-        let api_secret = self.secret("LIVEKIT_API_SECRET");
-        let sip_trunk_id = self.value("SIP_TRUNK_ID");
-        let agent_name = self.value("LIVEKIT_AGENT_NAME");
-        match (url, api_key, api_secret, sip_trunk_id, caller_id) {
-            (Some(url), Some(api_key), Some(api_secret), Some(sip_trunk_id), Some(caller_id)) => {
-                Some(LiveKitConfig {
-                    url,
-                    api_key,
-                    api_secret,
-                    sip_trunk_id,
-                    caller_id,
-                    agent_name,
-                })
-            }
-            _ => {
-                // CALLER_ID alone does not mean LiveKit was intended (it also sets the region).
-                if self.group_intended(&LIVEKIT_REQUIRED[..4]) {
-                    self.require_group(LIVEKIT_REQUIRED);
+    fn elevenlabs(&mut self) -> Setting<ElevenLabsConfig> {
+        self.provider_group(ProviderKind::ElevenLabs, ELEVENLABS_ANY, |r| {
+            let api_key = r.secret("ELEVENLABS_API_KEY");
+            let agent_id = r.value("ELEVEN_AGENT_ID");
+            let agent_phone_number_id = r.value("ELEVEN_AGENT_PHONE_NUMBER_ID");
+            let api_base = r
+                .url("ELEVENLABS_API_BASE")
+                .unwrap_or_else(|| "https://api.elevenlabs.io".to_string());
+            let numbers = match r.value("ELEVENLABS_PHONE_PROVIDER").as_deref() {
+                None | Some("twilio") => ElevenLabsNumbers::Twilio,
+                Some("sip-trunk") | Some("sip_trunk") => ElevenLabsNumbers::SipTrunk,
+                Some(_) => {
+                    r.refuse("ELEVENLABS_PHONE_PROVIDER", "expected twilio or sip-trunk");
+                    ElevenLabsNumbers::Twilio
                 }
-                None
-            }
-        }
+            };
+            Some(ElevenLabsConfig {
+                api_key: api_key?,
+                agent_id: agent_id?,
+                agent_phone_number_id: agent_phone_number_id?,
+                api_base,
+                numbers,
+            })
+        })
+    }
+
+    fn livekit(&mut self, caller_id: Option<E164>) -> Setting<LiveKitConfig> {
+        self.provider_group(ProviderKind::LiveKit, LIVEKIT_ANY, |r| {
+            let url = r.url("LIVEKIT_URL");
+            let api_key = r.value("LIVEKIT_API_KEY");
+            let api_secret = r.secret("LIVEKIT_API_SECRET");
+            let sip_trunk_id = r.value("SIP_TRUNK_ID");
+            let agent_name = r.value("LIVEKIT_AGENT_NAME");
+            Some(LiveKitConfig {
+                url: url?,
+                api_key: api_key?,
+                api_secret: api_secret?,
+                sip_trunk_id: sip_trunk_id?,
+                caller_id: caller_id?,
+                agent_name,
+            })
+        })
     }
 
     fn webhook(&mut self) -> Option<WebhookConfig> {
@@ -806,7 +932,10 @@ impl Reader<'_> {
         let url = url?;
         if self.production && secret.is_none() && !self.has_problem("MAKE_WEBHOOK_SECRET") {
             // Production webhooks are authenticated and signed.
-            self.missing("MAKE_WEBHOOK_SECRET");
+            self.missing(
+                "MAKE_WEBHOOK_SECRET",
+                "production webhooks are signed: set MAKE_WEBHOOK_SECRET",
+            );
         }
         Some(WebhookConfig {
             url,
@@ -1018,7 +1147,14 @@ mod tests {
             names(&c),
             ["ELEVEN_AGENT_ID", "ELEVEN_AGENT_PHONE_NUMBER_ID"]
         );
-        assert!(c.problems.iter().all(Config::is_provider_problem));
+        assert!(c
+            .problems
+            .iter()
+            .all(|p| p.scope == Scope::Provider(ProviderKind::ElevenLabs)));
+        // The half-configured provider is the default: its calls are refused, never dry-run.
+        assert_eq!(c.provider, Some(ProviderKind::ElevenLabs));
+        assert!(c.provider_broken(ProviderKind::ElevenLabs));
+        assert!(!c.blocks_all_calls());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod phone;
 pub mod serverless;
 pub mod store;
+pub mod text;
 pub mod webhook;
 
 pub use app::App;

@@ -18,7 +18,9 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as BASE64};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::{HeaderValue, StatusCode};
@@ -113,10 +115,17 @@ pub struct WebhookSecret(SecretSlice<u8>);
 #[error("a whsec_ secret must hold base64 after the prefix")]
 pub struct InvalidSecret;
 
+/// Standard base64 with or without its `=` padding, as the Standard Webhooks libraries read
+/// a `whsec_` secret; anything else (other alphabets, stray characters) is still refused.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 impl WebhookSecret {
     pub fn parse(secret: &str) -> Result<Self, InvalidSecret> {
         let key = match secret.strip_prefix("whsec_") {
-            Some(encoded) => BASE64.decode(encoded).map_err(|_| InvalidSecret)?,
+            Some(encoded) => SECRET_BASE64.decode(encoded).map_err(|_| InvalidSecret)?,
             None => secret.as_bytes().to_vec(),
         };
         if key.is_empty() {
@@ -329,7 +338,9 @@ impl MakeWebhook {
                 }
             }
         };
-        let deadline = Instant::now() + self.policy.budget;
+        // The budget comes from configuration (at most 315 s); far-future saturates anyway.
+        let now = Instant::now();
+        let deadline = now.checked_add(self.policy.budget).unwrap_or(now);
         let mut attempts = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -356,14 +367,15 @@ impl MakeWebhook {
                     why: "no retries left",
                 };
             }
-            let pause = retry_after.unwrap_or_else(|| self.policy.backoff.pause(attempts));
-            if Instant::now() + pause >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wanted = retry_after.unwrap_or_else(|| self.policy.backoff.pause(attempts));
+            let Some(pause) = pause_within(wanted, left) else {
                 return Delivery::Failed {
                     attempts,
                     last: outcome,
                     why: "the next retry would exceed the delivery's time budget",
                 };
-            }
+            };
             tracing::warn!(
                 request_id,
                 event_id = %event.id,
@@ -460,7 +472,15 @@ fn unix_seconds(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The pause before the next attempt, if it ends before the budget does (`left` is what remains
+/// of it). Compares durations only: a pause from outside (a receiver's `Retry-After` of any
+/// size) is never added to an instant, so no value can overflow.
+pub fn pause_within(wanted: Duration, left: Duration) -> Option<Duration> {
+    (wanted < left).then_some(wanted)
+}
+
 /// `Retry-After` as delay-seconds or an HTTP date; `None` when unreadable (the backoff applies).
+/// Any size is read (`u64::MAX` seconds included); [`pause_within`] bounds what is waited.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
@@ -473,6 +493,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn backoff_grows_exponentially_up_to_the_cap() {
@@ -512,6 +533,44 @@ mod tests {
         assert_eq!(parse_retry_after("-1", now), None);
     }
 
+    proptest! {
+        /// Whatever a receiver sends as `Retry-After` (numbers of any size, dates in the past or
+        /// far future, garbage), reading it never panics and the pause never outlasts what is
+        /// left of the budget.
+        #[test]
+        fn any_retry_after_is_read_without_panic_and_bounded_by_the_budget(
+            value in prop_oneof![
+                proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                "[0-9]{1,40}",
+                (0u64..=253_402_300_799).prop_map(|s| httpdate::fmt_http_date(
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(s))),
+                "\\PC{0,60}",
+            ],
+            now_secs in 0u64..=4_000_000_000,
+            left_ms in 0u64..=400_000,
+        ) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
+            let left = Duration::from_millis(left_ms);
+            if let Some(wanted) = parse_retry_after(&value, now) {
+                if let Some(pause) = pause_within(wanted, left) {
+                    prop_assert!(pause < left);
+                    prop_assert_eq!(pause, wanted);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_largest_retry_after_ends_the_delivery_instead_of_overflowing() {
+        let huge = parse_retry_after("18446744073709551615", SystemTime::now()).unwrap();
+        assert_eq!(huge, Duration::from_secs(u64::MAX));
+        assert_eq!(pause_within(huge, Duration::from_secs(45)), None);
+        assert_eq!(
+            pause_within(Duration::from_secs(2), Duration::from_secs(45)),
+            Some(Duration::from_secs(2))
+        );
+    }
+
     #[test]
     fn only_429_5xx_timeouts_and_unreachable_are_retried() {
         for code in [429, 500, 502, 503, 504] {
@@ -532,6 +591,25 @@ mod tests {
         );
         assert_eq!(WebhookSecret::parse("whsec_").unwrap_err(), InvalidSecret);
         assert!(WebhookSecret::parse("test-webhook-secret").is_ok());
+        // Standard Webhooks libraries accept the secret with or without its padding.
+        let padded = WebhookSecret::parse("whsec_dGVzdC1zZWNyZXQ=").unwrap();
+        let unpadded = WebhookSecret::parse("whsec_dGVzdC1zZWNyZXQ").unwrap();
+        assert_eq!(
+            sign(&padded, "msg_1", 1, b"{}"),
+            sign(&unpadded, "msg_1", 1, b"{}")
+        );
+        // Still refused: URL-safe alphabet, stray characters, broken padding.
+        for bad in [
+            "whsec_dGVzdC1zZWNyZXQ_",
+            "whsec_dGVz dC1z",
+            "whsec_dGVzdC1zZWNyZXQ==",
+        ] {
+            assert_eq!(
+                WebhookSecret::parse(bad).unwrap_err(),
+                InvalidSecret,
+                "{bad}"
+            );
+        }
         let debug = format!("{:?}", WebhookSecret::parse("test-webhook-secret").unwrap());
         assert!(!debug.contains("test-webhook-secret"));
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::cors::{self, OriginCheck};
 use super::{error_response, RequestId};
 use crate::app::App;
-use crate::config::{ProviderKind, StoreKind};
+use crate::config::{ProblemKind, ProviderKind, StoreKind};
 use crate::error::ApiError;
 
 const METHODS: &str = "GET, OPTIONS";
@@ -31,9 +31,8 @@ pub async fn handle(
 
 fn report(app: &App) -> Response {
     let config = &app.config;
-    let missing = config.problem_names();
     let mut body = json!({
-        "status": if missing.is_empty() { "ok" } else { "degraded" },
+        "status": if config.problems.is_empty() { "ok" } else { "degraded" },
         "environment": config.environment.as_str(),
         "version": env!("CARGO_PKG_VERSION"),
         "provider": config.provider.map(ProviderKind::as_str),
@@ -44,10 +43,24 @@ fn report(app: &App) -> Response {
         body["warning"] =
             json!("rate_limit_store is memory: every serverless instance counts on its own");
     }
-    if missing.is_empty() {
-        (StatusCode::OK, Json(body)).into_response()
-    } else {
-        body["missing"] = json!(missing);
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    if config.problems.is_empty() {
+        return (StatusCode::OK, Json(body)).into_response();
     }
+    // Names, kinds and reasons; never a value.
+    let names = |kind: ProblemKind| -> Vec<&str> {
+        config
+            .problems
+            .iter()
+            .filter(|p| p.kind == kind)
+            .map(|p| p.name)
+            .collect()
+    };
+    body["missing"] = json!(names(ProblemKind::Missing));
+    body["refused"] = json!(names(ProblemKind::Refused));
+    body["problems"] = config
+        .problems
+        .iter()
+        .map(|p| json!({"name": p.name, "kind": p.kind.as_str(), "reason": p.reason}))
+        .collect();
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

@@ -26,12 +26,13 @@ use crate::access::{authenticate, Caller, Denied};
 use crate::app::App;
 use crate::calls::{Outcome, StartCall};
 use crate::client_ip::{client_ip, single_ip_header, IpKey};
-use crate::config::{Config, ProviderKind};
+use crate::config::ProviderKind;
 use crate::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
 use crate::phone::{PhoneError, E164};
 use crate::store::{Begin, LimitStatus, StoredResponse};
+use crate::text::first_invisible;
 
 const METHODS: &str = "POST, OPTIONS";
 /// SPEC §2: bodies above 16 KiB are refused with 413.
@@ -80,9 +81,9 @@ struct Fingerprint<'a> {
 
 async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Response, ApiError> {
     let config = &app.config;
-    if let Err(error) = refuse_broken_configuration(config) {
+    if config.blocks_all_calls() {
         app.count(Metric::ConfigurationProblems, 1);
-        return Err(error);
+        return Err(ApiError::Misconfigured);
     }
 
     let (parts, body) = request.into_parts();
@@ -115,6 +116,13 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         caller.is_authenticated(),
         config.default_fallback_phone.as_ref(),
     )?;
+    // A provider with a refused or missing variable places nothing: no fallback to defaults.
+    if let Some(kind) = provider.or(config.provider) {
+        if config.provider_broken(kind) {
+            app.count(Metric::ConfigurationProblems, 1);
+            return Err(ApiError::Misconfigured);
+        }
+    }
     if app.dispatchers.pick(provider).is_none() {
         app.count(Metric::ConfigurationProblems, 1);
         return Err(ApiError::ProviderNotConfigured);
@@ -271,19 +279,6 @@ pub(crate) fn fields(
     })
 }
 
-/// `503 misconfigured` on a broken configuration; `503 provider_not_configured` when only the
-/// provider is missing and no request could name another one (checked per request later).
-fn refuse_broken_configuration(config: &Config) -> Result<(), ApiError> {
-    if config
-        .problems
-        .iter()
-        .any(|p| !Config::is_provider_problem(p))
-    {
-        return Err(ApiError::Misconfigured);
-    }
-    Ok(())
-}
-
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType);
@@ -359,31 +354,20 @@ fn parse_body(bytes: &[u8]) -> Result<StartCallBody, ApiError> {
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {
-    let trimmed = name.trim();
+    // Judged whole, before trimming: a trailing U+2028 or tab is refused, not trimmed away.
+    if first_invisible(name).is_some() {
+        return Err(ApiError::invalid(INVISIBLE));
+    }
+    let trimmed = name.trim_matches(' ');
     let chars = trimmed.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS {
         return Err(ApiError::invalid("name must be 1 to 100 characters"));
     }
-    if trimmed.chars().any(is_forbidden_in_text) {
-        return Err(ApiError::invalid(
-            "name must not contain control or invisible formatting characters",
-        ));
-    }
     Ok(trimmed.to_string())
 }
 
-/// Control characters, and the invisible format characters that can reorder or hide text
-/// (bidirectional overrides, zero-width characters, the BOM).
-fn is_forbidden_in_text(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}')
-}
+/// Why a `name` or `variables` value with a character [`first_invisible`] refuses is refused.
+const INVISIBLE: &str = "name and variables values may hold letters, digits, punctuation, symbols and plain spaces only: no control, invisible or formatting characters";
 
 fn validate_variables(variables: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if variables.len() > MAX_VARIABLES {
@@ -401,6 +385,9 @@ fn validate_variables(variables: &BTreeMap<String, String>) -> Result<(), ApiErr
             return Err(ApiError::invalid(
                 "variables values must be at most 500 characters",
             ));
+        }
+        if first_invisible(value).is_some() {
+            return Err(ApiError::invalid(INVISIBLE));
         }
     }
     Ok(())

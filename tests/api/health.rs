@@ -53,7 +53,55 @@ async fn refused_values_are_named_in_health() {
     let t = TestApp::production(&[("ALLOWED_ORIGINS", "*")]).await;
     let r = t.send(get()).await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.json()["missing"], serde_json::json!(["ALLOWED_ORIGINS"]));
+    assert_eq!(r.json()["refused"], serde_json::json!(["ALLOWED_ORIGINS"]));
+    assert_eq!(r.json()["missing"], serde_json::json!([]));
+}
+
+/// A new user's first hour: a key that is set but too short is "refused" with the fix named,
+/// never "missing", and its value is never shown.
+#[tokio::test]
+async fn each_problem_has_its_name_kind_and_a_reason_that_names_the_fix() {
+    let t = TestApp::new(&[
+        ("APP_ENV", "production"),
+        ("PRODUCTION_API_KEY", "test-short"),
+        ("CALL_PROVIDER", "elevenlabs"),
+    ])
+    .await;
+    let r = t.send(get()).await;
+    assert_eq!(r.status, 503);
+    let body = r.json();
+    let problems = body["problems"].as_array().unwrap();
+    let find = |name: &str| {
+        problems
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {problems:?}"))
+    };
+    let key = find("PRODUCTION_API_KEY");
+    assert_eq!(key["kind"], "refused");
+    assert!(key["reason"].as_str().unwrap().contains("32 characters"));
+    let store = find("RATE_LIMIT_TABLE");
+    assert_eq!(store["kind"], "missing");
+    let reason = store["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("RATE_LIMIT_STORE=memory") && reason.contains("RATE_LIMIT_TABLE"),
+        "{reason}"
+    );
+    let agent = find("ELEVEN_AGENT_ID");
+    assert_eq!(agent["kind"], "missing");
+    assert!(agent["reason"]
+        .as_str()
+        .unwrap()
+        .contains("ELEVEN_AGENT_PHONE_NUMBER_ID"));
+    assert!(body["refused"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("PRODUCTION_API_KEY")));
+    assert!(!body["missing"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("PRODUCTION_API_KEY")));
+    assert!(!String::from_utf8_lossy(&r.body).contains("test-short"));
 }
 
 #[tokio::test]
@@ -71,7 +119,7 @@ async fn unknown_regions_in_allowed_countries_degrade_the_configuration() {
     let r = t.send(get()).await;
     assert_eq!(r.status, 503);
     assert_eq!(
-        r.json()["missing"],
+        r.json()["refused"],
         serde_json::json!(["ALLOWED_COUNTRIES"])
     );
     t.start_call(serde_json::json!({"phone_number": NUMBER}), &[])

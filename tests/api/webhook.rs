@@ -520,5 +520,5 @@ async fn a_whsec_secret_that_is_not_base64_degrades_the_configuration() {
     .await;
 
     assert_eq!(response.status, 503);
-    assert_eq!(response.json()["missing"], json!(["MAKE_WEBHOOK_SECRET"]));
+    assert_eq!(response.json()["refused"], json!(["MAKE_WEBHOOK_SECRET"]));
 }
