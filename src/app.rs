@@ -189,10 +189,11 @@ impl App {
     /// The one line the local server prints at start-up.
     pub fn describe(&self) -> String {
         format!(
-            "environment={} provider={} store={} webhook={}{}",
+            "environment={} provider={} store={} client_ip={} webhook={}{}",
             self.config.environment.as_str(),
             self.config.provider.map_or("none", ProviderKind::as_str),
             self.config.store.as_str(),
+            self.config.client_ip_source.as_str(),
             if self.config.webhook.is_some() {
                 "on"
             } else {

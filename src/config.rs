@@ -223,6 +223,9 @@ pub struct Config {
     /// Keys the HMAC-SHA256 that hashes limit and idempotency keys in the shared store.
     pub rate_limit_hash_key: SecretString,
     pub client_ip_source: ClientIpSource,
+    /// Whether `CLIENT_IP_SOURCE` was set (else the source was detected from the platform's
+    /// variables, which the local server ignores: `vercel env pull` writes `VERCEL=1`).
+    pub client_ip_source_explicit: bool,
     /// The provider used when a request names none; `None` when no provider is available.
     pub provider: Option<ProviderKind>,
     pub elevenlabs: Option<ElevenLabsConfig>,
@@ -468,6 +471,9 @@ impl Config {
             }
             None => detect_ip_source(source),
         };
+        let client_ip_source_explicit = source
+            .get("CLIENT_IP_SOURCE")
+            .is_some_and(|v| !v.trim().is_empty());
 
         // Providers.
         let provider_timeout =
@@ -546,6 +552,7 @@ impl Config {
             rate_limit_table,
             rate_limit_hash_key,
             client_ip_source,
+            client_ip_source_explicit,
             provider,
             elevenlabs,
             livekit,

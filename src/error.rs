@@ -30,7 +30,7 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("This Idempotency-Key was already used with a different request body.")]
     IdempotencyKeyReused,
-    #[error("Too many calls. Try again in {retry_after} seconds.")]
+    #[error("Too many calls. Try again in {}.", readable_wait(*retry_after))]
     RateLimited { retry_after: u64 },
     #[error("Something went wrong on our side.")]
     Internal,
@@ -44,6 +44,8 @@ pub enum ApiError {
     Misconfigured,
     #[error("The call provider did not answer in time.")]
     ProviderTimeout,
+    #[error("The request body did not arrive in time.")]
+    RequestTimeout,
 }
 
 impl ApiError {
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::RateLimitUnavailable => "rate_limit_unavailable",
             ApiError::Misconfigured => "misconfigured",
             ApiError::ProviderTimeout => "provider_timeout",
+            ApiError::RequestTimeout => "request_timeout",
         }
     }
 
@@ -106,6 +109,7 @@ impl ApiError {
             | ApiError::RateLimitUnavailable
             | ApiError::Misconfigured => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -133,4 +137,72 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail {
     pub code: &'static str,
     pub message: String,
+}
+
+/// A wait as a person reads it: "45 seconds", "12 minutes", "23 hours 5 minutes", "3 days".
+/// Rounded up, so nobody is told to come back before the slot frees (`Retry-After` keeps the
+/// exact seconds).
+pub fn readable_wait(secs: u64) -> String {
+    fn unit(n: u64, one: &str) -> String {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    }
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 24 * HOUR;
+    if secs < 60 {
+        return unit(secs, "second");
+    }
+    let minutes = secs.div_ceil(60);
+    if minutes < 60 {
+        return unit(minutes, "minute");
+    }
+    if secs < 2 * DAY {
+        let (h, m) = (minutes / 60, minutes % 60);
+        return match m {
+            0 => unit(h, "hour"),
+            m => format!("{} {}", unit(h, "hour"), unit(m, "minute")),
+        };
+    }
+    let hours = secs.div_ceil(HOUR);
+    match (hours / 24, hours % 24) {
+        (d, 0) => unit(d, "day"),
+        (d, h) => format!("{} {}", unit(d, "day"), unit(h, "hour")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_read_as_a_person_would_say_them() {
+        for (secs, said) in [
+            (0, "0 seconds"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "1 minute"),
+            (61, "2 minutes"),
+            (3599, "1 hour"),
+            (3600, "1 hour"),
+            (3660, "1 hour 1 minute"),
+            (86_399, "24 hours"),
+            (86_400, "24 hours"),
+            (90_000, "25 hours"),
+            (2 * 86_400, "2 days"),
+            (2 * 86_400 + 1, "2 days 1 hour"),
+            (366 * 86_400, "366 days"),
+        ] {
+            assert_eq!(readable_wait(secs), said, "{secs} s");
+        }
+        assert_eq!(
+            ApiError::RateLimited {
+                retry_after: 86_399
+            }
+            .to_string(),
+            "Too many calls. Try again in 24 hours."
+        );
+    }
 }

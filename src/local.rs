@@ -4,14 +4,30 @@
 //! `cargo run -- create-table` creates the `RATE_LIMIT_TABLE` DynamoDB table (see
 //! `docs/DYNAMODB.md`) wherever the AWS settings point, `AWS_ENDPOINT_URL_DYNAMODB` included.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::future::Future;
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::config::ClientIpSource;
 use crate::http::page;
 use crate::{logging, router, App, Config};
 
 pub const DEFAULT_PORT: u16 = 5001;
+
+/// How long a client may take to send a request's head (request line and headers) before the
+/// connection is closed. The body has its own bound on every platform
+/// ([`crate::http::BODY_READ_TIMEOUT`]).
+pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the local server until Ctrl-C.
 pub fn main() -> ExitCode {
@@ -75,6 +91,11 @@ async fn serve() -> ExitCode {
         }
     };
     logging::init(config.log_format);
+    // This process is no serverless function, whatever `.env.local` says (`vercel env pull`
+    // writes `VERCEL=1`): it counts the socket's address unless told otherwise.
+    if !config.client_ip_source_explicit {
+        config.client_ip_source = ClientIpSource::Socket;
+    }
     let port = match std::env::var("PORT") {
         Ok(value) => match value.trim().parse::<u16>() {
             Ok(port) => port,
@@ -109,19 +130,52 @@ async fn serve() -> ExitCode {
     );
     app.report_problems();
     // The API router plus the "call me" page (local server only; Vercel serves `public/`).
-    let service =
-        page::add_routes(router(Arc::new(app))).into_make_service_with_connect_info::<SocketAddr>();
+    let service = page::add_routes(router(Arc::new(app)));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("chamada: server error: {error}");
-            ExitCode::FAILURE
-        }
+    serve_on(listener, service, HEAD_READ_TIMEOUT, shutdown).await;
+    ExitCode::SUCCESS
+}
+
+/// Serves `service` on `listener` over HTTP/1.1 until `shutdown` completes, then lets the
+/// connections in flight finish. Every request carries the peer address (`ConnectInfo`); a
+/// client that has not sent a whole request head within `head_timeout` is disconnected.
+pub async fn serve_on(
+    listener: TcpListener,
+    service: Router,
+    head_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: pause rather than spin.
+                Err(error) => {
+                    tracing::warn!(error = %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = service.clone();
+        let per_request = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            service.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
+        tokio::spawn(async move {
+            // A client that goes away or times out ends its own connection; nothing to report.
+            let _ = connection.await;
+        });
     }
+    graceful.shutdown().await;
 }

@@ -205,18 +205,18 @@ fn safe_detail(body: &[u8]) -> Option<String> {
         .take(4)
         .map(|p| match p {
             Value::String(s) if is_word(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            // An array index; a longer number could be the callee's.
+            Value::Number(n) => n.as_u64().filter(|&i| i < 100).map(|i| i.to_string()),
             _ => None,
         })
         .collect::<Option<_>>()?;
     (!parts.is_empty()).then(|| parts.join("."))
 }
 
-/// A short snake_case word (a code or a field name), safe to repeat.
+/// A short snake_case word (a code or a field name), safe to repeat. No digits: a digit run
+/// from upstream text could be a phone number.
 fn is_word(s: &str) -> bool {
-    (1..=40).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    (1..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 #[cfg(test)]
@@ -261,6 +261,23 @@ mod tests {
             reason(502, "<html>bad gateway</html>"),
             "ElevenLabs failed (502)"
         );
+    }
+
+    #[test]
+    fn no_digit_run_from_an_error_body_is_repeated() {
+        for body in [
+            r#"{"detail":{"status":"351912345678"}}"#,
+            r#"{"detail":{"status":"busy_351912345678"}}"#,
+            r#"{"detail":[{"loc":["body",351912345678],"msg":"x"}]}"#,
+        ] {
+            let r = reason(422, body);
+            assert!(!r.contains("3519"), "{body}: {r}");
+        }
+        let r = reason(
+            422,
+            r#"{"detail":[{"loc":["body","variables",3],"msg":"x"}]}"#,
+        );
+        assert_eq!(r, "ElevenLabs rejected the request (422: body.variables.3)");
     }
 
     #[test]

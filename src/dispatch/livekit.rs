@@ -133,21 +133,23 @@ impl CallDispatcher for LiveKit {
     }
 }
 
-/// A safe reason for a LiveKit failure. Kept: the SIP status (`486 Busy Here`) and the Twirp
-/// code (`not_found`). Dropped: Twirp's free-text `msg`, error metadata other than the SIP
-/// status, and transport errors' text (which carries the URL).
+/// A safe reason for a LiveKit failure. Kept: the SIP status code with its standard reason
+/// phrase (`486 Busy Here`) and the Twirp code (`not_found`). Dropped: the reason phrase the
+/// far end sent (it can carry the number: `480 Subscriber 351912345678 unavailable`), Twirp's
+/// free-text `msg`, other error metadata, and transport errors' text (which carries the URL).
 fn classify(step: &str, error: &ServiceError) -> DispatchError {
     let reason = match error {
         ServiceError::Twirp(ServerError::Twirp(code)) => {
-            let code_word = safe_text(&code.code, 40).unwrap_or_else(|| "unknown".into());
-            match SipCallError::from_error(error) {
-                Some(sip) => {
-                    let status = sip.sip_status_code().unwrap_or_default();
-                    match sip.sip_status().and_then(|s| safe_text(s, 60)) {
-                        Some(text) => format!("LiveKit {step} failed: {status} {text}"),
-                        None => format!("LiveKit {step} failed: SIP {status} ({code_word})"),
-                    }
-                }
+            let code_word = twirp_code(&code.code).unwrap_or("unknown");
+            match SipCallError::from_error(error)
+                .and_then(|sip| sip.sip_status_code())
+                .and_then(|status| u16::try_from(status).ok())
+                .filter(|status| (100..=699).contains(status))
+            {
+                Some(status) => match sip_reason_phrase(status) {
+                    Some(phrase) => format!("LiveKit {step} failed: {status} {phrase}"),
+                    None => format!("LiveKit {step} failed: SIP {status} ({code_word})"),
+                },
                 None => format!("LiveKit returned an error for the {step} ({code_word})"),
             }
         }
@@ -174,13 +176,68 @@ fn classify(step: &str, error: &ServiceError) -> DispatchError {
     DispatchError::Provider { reason }
 }
 
-/// Printable ASCII words only (SIP reason phrases, Twirp codes), at most `max` characters.
-fn safe_text(s: &str, max: usize) -> Option<String> {
-    let s = s.trim();
-    let ok = (1..=max).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'-' | b'.'));
-    ok.then(|| s.to_string())
+/// One of Twirp's error codes (`not_found`, `resource_exhausted`, …), which are lower-case
+/// words; anything else is not repeated.
+fn twirp_code(code: &str) -> Option<&str> {
+    let ok =
+        (1..=40).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    ok.then_some(code)
+}
+
+/// The standard reason phrase of a SIP final response (RFC 3261 §21 and the RFCs that added
+/// codes since), so the phrase a caller reads is ours, never the far end's.
+fn sip_reason_phrase(status: u16) -> Option<&'static str> {
+    Some(match status {
+        180 => "Ringing",
+        183 => "Session Progress",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        607 => "Unwanted",
+        608 => "Rejected",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -223,6 +280,33 @@ mod tests {
     }
 
     #[test]
+    fn the_far_ends_reason_phrase_never_reaches_the_caller() {
+        let r = reason(classify(
+            "SIP call",
+            &twirp(
+                "unavailable",
+                &[
+                    ("sip_status_code", "480"),
+                    ("sip_status", "Subscriber 351912345678 unavailable"),
+                ],
+            ),
+        ));
+        assert_eq!(r, "LiveKit SIP call failed: 480 Temporarily Unavailable");
+        // A Twirp code with digits is not repeated either.
+        let r = reason(classify("SIP call", &twirp("e351912345678", &[])));
+        assert_eq!(r, "LiveKit returned an error for the SIP call (unknown)");
+        // A status code no table knows keeps its number and the Twirp word only.
+        let r = reason(classify(
+            "SIP call",
+            &twirp(
+                "unavailable",
+                &[("sip_status_code", "499"), ("sip_status", "x 12345")],
+            ),
+        ));
+        assert_eq!(r, "LiveKit SIP call failed: SIP 499 (unavailable)");
+    }
+
+    #[test]
     fn odd_sip_reason_phrases_are_not_repeated() {
         let r = reason(classify(
             "SIP call",
@@ -231,6 +315,6 @@ mod tests {
                 &[("sip_status_code", "503"), ("sip_status", "<b>\u{7}")],
             ),
         ));
-        assert_eq!(r, "LiveKit SIP call failed: SIP 503 (unavailable)");
+        assert_eq!(r, "LiveKit SIP call failed: 503 Service Unavailable");
     }
 }

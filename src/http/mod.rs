@@ -9,6 +9,8 @@ mod health;
 pub mod page;
 mod start_call;
 
+pub use start_call::BODY_READ_TIMEOUT;
+
 use std::sync::Arc;
 use std::time::Instant;
 

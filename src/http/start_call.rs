@@ -37,6 +37,9 @@ use crate::text::first_invisible;
 const METHODS: &str = "POST, OPTIONS";
 /// SPEC §2: bodies above 16 KiB are refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The whole body must arrive within this time (`408 request_timeout`): a client that stalls
+/// mid-body holds no connection for longer.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_NAME_CHARS: usize = 100;
 const MAX_VARIABLES: usize = 20;
 const MAX_VARIABLE_KEY: usize = 40;
@@ -49,7 +52,7 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     match *request.method() {
-        Method::POST => match post(&app, &request_id, request).await {
+        Method::POST => match post(&app, &request_id, &origin, request).await {
             Ok(response) => response,
             Err(error) => error_response(&error, &request_id),
         },
@@ -79,7 +82,12 @@ struct Fingerprint<'a> {
     variables: &'a BTreeMap<String, String>,
 }
 
-async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Response, ApiError> {
+async fn post(
+    app: &Arc<App>,
+    request_id: &RequestId,
+    origin: &OriginCheck,
+    request: Request,
+) -> Result<Response, ApiError> {
     let config = &app.config;
     if config.blocks_all_calls() {
         app.count(Metric::ConfigurationProblems, 1);
@@ -87,7 +95,10 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
     }
 
     let (parts, body) = request.into_parts();
-    let anonymous_allowed = !config.is_production() || config.public_calls;
+    // Public calls are for browsers of ALLOWED_ORIGINS: in production an anonymous request
+    // must come with an allowed Origin; servers use a key.
+    let anonymous_allowed = !config.is_production()
+        || (config.public_calls && matches!(origin, OriginCheck::Allowed(_)));
     let caller = match authenticate(&config.api_keys, &parts.headers, anonymous_allowed) {
         Ok(caller) => caller,
         Err(denied) => {
@@ -174,20 +185,6 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         None => None,
     };
 
-    if let Some((key, fingerprint)) = &idempotency {
-        let now = app.clock.now_ms();
-        match app.idempotency.begin(key, fingerprint, now).await {
-            Ok(Begin::Started) => {}
-            Ok(Begin::Replay(stored)) => return Ok(replay(stored)),
-            Ok(Begin::InProgress) => return Err(ApiError::RequestInProgress),
-            Ok(Begin::Mismatch) => return Err(ApiError::IdempotencyKeyReused),
-            Err(error) => {
-                tracing::error!(request_id = %request_id.0, error = %error, "Idempotency store failed; refusing the call");
-                return Err(ApiError::RateLimitUnavailable);
-            }
-        }
-    }
-
     let call = StartCall {
         to,
         name,
@@ -196,42 +193,79 @@ async fn post(app: &App, request_id: &RequestId, request: Request) -> Result<Res
         caller,
         client,
     };
+    // From here on the request has effects (an idempotency claim, a limit slot, a call), so
+    // it runs to completion in its own task whatever the client does: hyper drops a
+    // handler whose client disconnects, and a call placed without its record would ring
+    // again on the retry. The handler only waits for the answer.
+    let task = tokio::spawn(finish(
+        Arc::clone(app),
+        call,
+        idempotency,
+        request_id.clone(),
+    ));
+    task.await.map_err(|_| ApiError::Internal)
+}
+
+/// Claims the idempotency key (or replays), runs the call path, and keeps or releases the key.
+async fn finish(
+    app: Arc<App>,
+    call: StartCall,
+    idempotency: Option<(String, String)>,
+    request_id: RequestId,
+) -> Response {
+    if let Some((key, fingerprint)) = &idempotency {
+        let now = app.clock.now_ms();
+        let refused = match app.idempotency.begin(key, fingerprint, now).await {
+            Ok(Begin::Started) => None,
+            Ok(Begin::Replay(stored)) => return replay(stored),
+            Ok(Begin::InProgress) => Some(ApiError::RequestInProgress),
+            Ok(Begin::Mismatch) => Some(ApiError::IdempotencyKeyReused),
+            Err(error) => {
+                tracing::error!(request_id = %request_id.0, error = %error, "Idempotency store failed; refusing the call");
+                Some(ApiError::RateLimitUnavailable)
+            }
+        };
+        if let Some(error) = refused {
+            return error_response(&error, &request_id);
+        }
+    }
+
     let outcome = app.start_call(call, &request_id.0).await;
     let reached_dispatch = matches!(
         outcome.result,
         Ok(_) | Err(ApiError::ProviderError(_)) | Err(ApiError::ProviderTimeout)
     );
-    let response = render(&outcome, request_id);
+    let response = render(&outcome, &request_id);
 
-    if let Some((key, fingerprint)) = &idempotency {
-        // Answers from dispatch on are kept (a replay must never ring twice, even after a
-        // timeout); refusals before dispatch give the key back so a retry can succeed.
-        let stored = if reached_dispatch {
-            store(response).await
-        } else {
-            Err(response)
-        };
-        return Ok(match stored {
-            Ok((stored, response)) => {
-                let now = app.clock.now_ms();
-                if let Err(error) = app
-                    .idempotency
-                    .complete(key, fingerprint, &stored, now)
-                    .await
-                {
-                    tracing::error!(request_id = %request_id.0, error = %error, "Idempotency record not saved");
-                }
-                response
+    let Some((key, fingerprint)) = &idempotency else {
+        return response;
+    };
+    // Answers from dispatch on are kept (a replay must never ring twice, even after a
+    // timeout); refusals before dispatch give the key back so a retry can succeed.
+    let stored = if reached_dispatch {
+        store(response).await
+    } else {
+        Err(response)
+    };
+    match stored {
+        Ok((stored, response)) => {
+            let now = app.clock.now_ms();
+            if let Err(error) = app
+                .idempotency
+                .complete(key, fingerprint, &stored, now)
+                .await
+            {
+                tracing::error!(request_id = %request_id.0, error = %error, "Idempotency record not saved");
             }
-            Err(response) => {
-                if let Err(error) = app.idempotency.release(key, fingerprint).await {
-                    tracing::error!(request_id = %request_id.0, error = %error, "Idempotency key not released");
-                }
-                response
+            response
+        }
+        Err(response) => {
+            if let Err(error) = app.idempotency.release(key, fingerprint).await {
+                tracing::error!(request_id = %request_id.0, error = %error, "Idempotency key not released");
             }
-        });
+            response
+        }
     }
-    Ok(response)
 }
 
 /// The body's fields once parsed and checked (SPEC §2), before the provider and the phone
@@ -327,9 +361,31 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiE
             return Err(ApiError::PayloadTooLarge);
         }
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    );
+    match read.await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) if is_length_limit(&error) => Err(ApiError::PayloadTooLarge),
+        // Broken chunked framing, a connection cut mid-body: the request is malformed.
+        Ok(Err(_)) => Err(ApiError::bad_request(
+            "The request body could not be read (malformed framing or an interrupted upload).",
+        )),
+        Err(_) => Err(ApiError::RequestTimeout),
+    }
+}
+
+/// Whether reading stopped at [`MAX_BODY_BYTES`] (the only error that means "too large").
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Syntax errors are `400 invalid_json`; well-formed JSON of the wrong shape is

@@ -82,6 +82,25 @@ async fn public_calls_open_production_to_anonymous_browsers() {
     assert_eq!(t.calls(), 1);
 }
 
+/// Public calls are for browsers of ALLOWED_ORIGINS: an anonymous request with no `Origin`
+/// (a script, a bot) gets `401` in production, as a server without a key would.
+#[tokio::test]
+async fn public_calls_need_an_allowed_origin_from_anonymous_callers_in_production() {
+    let t = TestApp::production(&[("PUBLIC_CALLS", "true")]).await;
+    let r = t.start_call(json!({"phone_number": NUMBER}), &[]).await;
+    r.assert_error(401, "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(t.calls(), 0);
+    // A server with a key needs no Origin.
+    let r = t
+        .start_call(
+            json!({"phone_number": NUMBER}),
+            &[("authorization", &bearer(KEY))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
 #[tokio::test]
 async fn development_allows_anonymous_calls() {
     let t = TestApp::new(&[]).await;
@@ -136,7 +155,7 @@ async fn default_fallback_phone_serves_authenticated_callers_only() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["to"], "+351912000111");
-    t.start_call(json!({}), &[])
+    t.start_call(json!({}), &[("origin", "https://chamada.example")])
         .await
         .assert_error(422, "invalid_request");
     assert_eq!(t.calls(), 1);

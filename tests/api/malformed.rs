@@ -22,7 +22,11 @@ fn post(name: &'static str, body: impl Into<Vec<u8>>, status: u16, code: &'stati
         name,
         method: Method::POST,
         path: "/api/start_call",
-        headers: vec![("content-type", b"application/json".to_vec())],
+        // Anonymous production callers are browsers of an allowed origin.
+        headers: vec![
+            ("content-type", b"application/json".to_vec()),
+            ("origin", b"https://chamada.example".to_vec()),
+        ],
         body: body.into(),
         status,
         code,
@@ -760,4 +764,73 @@ async fn well_formed_unicode_names_are_accepted_and_passed_through() {
     }
     let calls = t.recorder.calls.lock().unwrap();
     assert_eq!(calls[1].name.as_deref(), Some("王小明"));
+}
+
+/// Hidden text must not reach the agent's prompt: Unicode tag characters (which spell text
+/// no one sees), line and paragraph separators, soft hyphens, Arabic letter marks, Mongolian
+/// vowel separators, Hangul fillers, variation selectors and every other format, control,
+/// private-use or unassigned code point — in `name` and in `variables` values alike.
+#[tokio::test]
+async fn invisible_characters_never_reach_the_agent() {
+    let t = TestApp::new(&[
+        ("PRODUCTION_API_KEY", KEY),
+        ("MAX_REQUESTS_PER_IP", "1000"),
+        ("MAX_CALLS_PER_NUMBER", "1000"),
+    ])
+    .await;
+    // "Ana" followed by the tag characters for "IGNORE": invisible in every renderer.
+    let tags: String = "IGNORE"
+        .chars()
+        .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
+        .collect();
+    let hidden = [
+        format!("Ana{tags}"),
+        "Ana\u{2028}Silva".into(),
+        "Ana\u{2029}".into(),
+        "An\u{00AD}a".into(),
+        "\u{061C}محمد".into(),
+        "Ana\u{180E}".into(),
+        "\u{3164}".into(),
+        "Ana\u{FE0F}".into(),
+        "Ana\u{00A0}Silva".into(),
+        "Ana\u{E000}".into(),
+        "Ana\u{0378}".into(),
+        "Ana\u{200D}".into(),
+        "Ana\u{2066}x\u{2069}".into(),
+        "Ana\t".into(),
+    ];
+    for text in &hidden {
+        t.start_call(
+            serde_json::json!({"phone_number": NUMBER, "name": text}),
+            &[],
+        )
+        .await
+        .assert_error(422, "invalid_request");
+        t.start_call(
+            serde_json::json!({"phone_number": NUMBER, "variables": {"note": text}}),
+            &[("authorization", &bearer(KEY))],
+        )
+        .await
+        .assert_error(422, "invalid_request");
+    }
+    assert_eq!(t.calls(), 0, "hidden text reached the provider");
+
+    for name in [
+        "Maria José",
+        "Zoë",
+        "李雷",
+        "محمد",
+        "Nguyễn",
+        "مهرنوش نیک\u{200C}نام",
+    ] {
+        let r = t
+            .start_call(
+                serde_json::json!({"phone_number": NUMBER, "name": name}),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+    }
+    let calls = t.recorder.calls.lock().unwrap();
+    assert_eq!(calls[5].name.as_deref(), Some("مهرنوش نیک\u{200C}نام"));
 }

@@ -13,16 +13,28 @@ use crate::helpers::KEY;
 
 pub struct Server {
     pub base: String,
+    /// The start-up line.
+    pub first: String,
     child: Child,
     lines: mpsc::UnboundedReceiver<String>,
+    /// Lines already read by [`Server::wait_for`].
+    seen: Vec<String>,
 }
 
 impl Server {
     /// Starts `chamada` on a free port with exactly these variables, in an empty directory (so
     /// no developer's `.env.local` is read), and waits for its start-up line.
     pub async fn start(vars: &[(&str, &str)]) -> Server {
+        Self::start_with_env_file(vars, None).await
+    }
+
+    /// The same, with this `.env.local` in the server's directory.
+    pub async fn start_with_env_file(vars: &[(&str, &str)], env_local: Option<&str>) -> Server {
         let dir = std::env::temp_dir().join(format!("chamada-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
+        if let Some(contents) = env_local {
+            std::fs::write(dir.join(".env.local"), contents).unwrap();
+        }
         let mut command = Command::new(env!("CARGO_BIN_EXE_chamada"));
         command
             .env_clear()
@@ -54,13 +66,33 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected start-up line: {first}"))
             .to_string();
-        Server { base, child, lines }
+        Server {
+            base,
+            first,
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `within`) for a log line containing `words`, and returns it.
+    pub async fn wait_for(&mut self, words: &str, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .ok()??;
+            self.seen.push(line.clone());
+            if line.contains(words) {
+                return Some(line);
+            }
+        }
     }
 
     /// Stops the server and returns every log line it printed after the start-up line.
     pub async fn stop(mut self) -> Vec<String> {
         let _ = self.child.kill().await;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.seen);
         while let Some(line) = self.lines.recv().await {
             out.push(line);
         }
@@ -223,4 +255,112 @@ async fn a_production_server_with_a_broken_configuration_starts_and_says_why() {
         !logs.iter().any(|l| l.contains("\"short\"")),
         "a refused value was logged"
     );
+}
+
+/// A client that goes away while the provider is still dialling must not lose the call: the
+/// call path runs to completion, logs `Call initiated`, keeps the answer for its
+/// `Idempotency-Key`, and the retry replays it instead of ringing the person again.
+#[tokio::test]
+async fn a_client_that_disconnects_during_dispatch_loses_nothing_and_rings_once() {
+    use tokio::io::AsyncWriteExt;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"success": true, "conversation_id": "conv_slow"}))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .expect(1)
+        .mount(&provider)
+        .await;
+    let uri = provider.uri();
+    let mut server = Server::start(&[
+        ("ELEVENLABS_API_KEY", "test-elevenlabs-key-0123456789"),
+        ("ELEVEN_AGENT_ID", "agent_test"),
+        ("ELEVEN_AGENT_PHONE_NUMBER_ID", "phnum_test"),
+        ("ELEVENLABS_API_BASE", &uri),
+    ])
+    .await;
+    let address = server.base.trim_start_matches("http://localhost:");
+    let body = json!({"phone_number": "+351912345678"}).to_string();
+
+    // Send the request, wait until the provider has it, then hang up.
+    let mut socket = tokio::net::TcpStream::connect(format!("127.0.0.1:{address}"))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /api/start_call HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: disconnect-test-1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while provider
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the provider was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(socket);
+
+    let initiated = server
+        .wait_for("Call initiated", Duration::from_secs(10))
+        .await;
+    assert!(
+        initiated.is_some(),
+        "the call placed for a gone client was not logged"
+    );
+
+    let retry = reqwest::Client::new()
+        .post(format!("{}/api/start_call", server.base))
+        .header("idempotency-key", "disconnect-test-1")
+        .json(&json!({"phone_number": "+351912345678"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let answer: Value = retry.json().await.unwrap();
+    assert_eq!(answer["provider_call_id"], "conv_slow");
+    server.stop().await;
+    // `expect(1)` on the provider: exactly one call, checked when the fake is dropped.
+}
+
+/// `vercel env pull` writes `VERCEL="1"` into `.env.local`: the local server must still count
+/// the socket's address, not a `X-Real-IP` any client can send, and say which source it uses.
+#[tokio::test]
+async fn the_local_server_counts_the_socket_address_even_with_vercel_in_env_local() {
+    let server = Server::start_with_env_file(&[], Some("VERCEL=\"1\"\n")).await;
+    assert!(
+        server.first.contains("client_ip=socket"),
+        "start-up line: {}",
+        server.first
+    );
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let r = http
+            .post(format!("{}/api/start_call", server.base))
+            .header("x-real-ip", format!("198.51.100.{n}"))
+            .json(&json!({"phone_number": format!("+35191234500{n}")}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "a spoofed X-Real-IP bought calls"
+    );
+    server.stop().await;
 }
