@@ -70,3 +70,37 @@ fn the_http_api_routes_are_the_routers_endpoints() {
         );
     }
 }
+
+/// Every parameter that carries a secret is `NoEcho`, so CloudFormation never shows it in the
+/// console, `describe-stacks` or events. Make's webhook URL counts: its path is the token.
+#[test]
+fn every_secret_parameter_is_no_echo() {
+    for variable in [
+        "PRODUCTION_API_KEY",
+        "RATE_LIMIT_HASH_KEY",
+        "ELEVENLABS_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "MAKE_WEBHOOK_URL",
+        "MAKE_WEBHOOK_SECRET",
+    ] {
+        let needle = format!("          {variable}: !Ref ");
+        let line = TEMPLATE
+            .lines()
+            .find(|l| l.starts_with(&needle))
+            .unwrap_or_else(|| panic!("{variable} is not set from a parameter"));
+        let parameter = &line[needle.len()..];
+        let start = TEMPLATE
+            .find(&format!("\n  {parameter}:\n"))
+            .unwrap_or_else(|| panic!("no parameter {parameter}"));
+        let block: String = TEMPLATE[start + 1..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            block.contains("NoEcho: true"),
+            "parameter {parameter} ({variable}) is not NoEcho"
+        );
+    }
+}
