@@ -104,7 +104,7 @@ impl App {
                 };
             }
         };
-        let rate = admission.headline();
+        let mut rate = admission.headline();
         if let Admission::Refused { by } = admission {
             self.count(Metric::RateLimitRefusals(by.kind), 1);
             tracing::warn!(
@@ -172,6 +172,21 @@ impl App {
                         (ApiError::ProviderTimeout, FailureClass::ProviderTimeout)
                     }
                 };
+                // A definite refusal placed nothing: the visitor gets the slot back, so an
+                // outage does not burn everyone's quota. Not after a timeout, where the call
+                // may have gone out.
+                if matches!(error, DispatchError::Provider { .. }) {
+                    match self.limiter.refund(&checks, now_ms).await {
+                        Ok(()) => {
+                            if let Some(status) = rate.as_mut() {
+                                status.remaining = (status.remaining + 1).min(status.limit);
+                            }
+                        }
+                        Err(store_error) => {
+                            tracing::warn!(request_id, error = %store_error, "Limit slot not given back after a provider refusal");
+                        }
+                    }
+                }
                 self.count(Metric::CallsFailed(provider, class), 1);
                 (
                     Err(api_error),

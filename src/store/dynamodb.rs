@@ -565,6 +565,83 @@ impl RateLimiter for DynamoStore {
             _ => self.admit_all(checks, now_ms).await,
         }
     }
+
+    async fn refund(&self, checks: &[LimitCheck], admitted_at_ms: u64) -> Result<(), StoreError> {
+        for check in checks {
+            self.refund_one(check, admitted_at_ms).await?;
+        }
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// A day counter: one conditional decrement. A rolling list: read it (consistent), then
+    /// remove the entry at its index on the condition that the list is unchanged (`v = :v`),
+    /// retrying under contention like an admission. Rare (only after a provider refusal), so
+    /// two round trips are fine.
+    async fn refund_one(&self, check: &LimitCheck, admitted_at_ms: u64) -> Result<(), StoreError> {
+        let pk = self.limit_pk(check);
+        if check.window == Window::UtcDay {
+            let sent = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(pk))
+                .update_expression("ADD n :minus")
+                .condition_expression("n > :zero")
+                .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            return match sent {
+                Ok(_) => Ok(()),
+                Err(SdkError::ServiceError(f))
+                    if f.err().is_conditional_check_failed_exception() =>
+                {
+                    Ok(())
+                }
+                Err(error) => Err(sdk_error("UpdateItem", &error)),
+            };
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let read = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(pk.clone()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|error| sdk_error("GetItem", &error))?;
+            let Some(item) = read.item() else {
+                return Ok(());
+            };
+            let times = number_list(item, "ts")?;
+            let Some(index) = times.iter().rposition(|&t| t == admitted_at_ms) else {
+                return Ok(());
+            };
+            let sent = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(pk.clone()))
+                .update_expression(format!("REMOVE ts[{index}] ADD v :one"))
+                .condition_expression("v = :v")
+                .expression_attribute_values(":v", n(number(item, "v")?))
+                .expression_attribute_values(":one", n(1))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(f))
+                    if f.err().is_conditional_check_failed_exception() => {}
+                Err(error) => return Err(sdk_error("UpdateItem", &error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "limit item kept changing under contention".into(),
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -188,6 +188,24 @@ impl RateLimiter for MemoryStore {
         }
         Ok(Admission::Admitted(statuses))
     }
+
+    async fn refund(&self, checks: &[LimitCheck], admitted_at_ms: u64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for check in checks {
+            match inner.counters.get_mut(&check.key) {
+                Some(Counter::Rolling { times, .. }) => {
+                    if let Some(at) = times.iter().rposition(|&t| t == admitted_at_ms) {
+                        times.remove(at);
+                    }
+                }
+                Some(Counter::Day { count, ends_ms }) if admitted_at_ms < *ends_ms => {
+                    *count = count.saturating_sub(1);
+                }
+                Some(Counter::Day { .. }) | None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 fn new_counter(window: Window, now_ms: u64) -> Counter {

@@ -97,6 +97,12 @@ pub enum StoreError {
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     async fn admit(&self, checks: &[LimitCheck], now_ms: u64) -> Result<Admission, StoreError>;
+
+    /// Gives back the admission counted at `admitted_at_ms` under each of `checks` (the
+    /// provider definitely placed nothing). A rolling limit finds that admission by its time
+    /// and gives back nothing when it is not there (expired, or already given back); a UTC-day
+    /// counter only counts, so each admission is refunded once, by the request that made it.
+    async fn refund(&self, checks: &[LimitCheck], admitted_at_ms: u64) -> Result<(), StoreError>;
 }
 
 /// A response kept for replay under an idempotency key.

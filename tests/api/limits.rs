@@ -265,3 +265,37 @@ async fn concurrent_requests_from_one_ip_admit_exactly_the_limit() {
     assert_eq!(admitted, 3);
     assert_eq!(t.calls(), 3);
 }
+
+/// A provider's definite refusal (`502`: nothing was placed) gives the visitor's slot back, so
+/// an outage does not burn everyone's quota; a timeout (`504`: the call may have gone out)
+/// keeps it.
+#[tokio::test]
+async fn a_definite_provider_refusal_gives_the_slot_back_and_a_timeout_does_not() {
+    use chamada::dispatch::{DispatchError, PlacedCall};
+
+    let t = TestApp::new(&[]).await;
+    t.recorder.answer_with(Err(DispatchError::Provider {
+        reason: "ElevenLabs failed (500)".into(),
+    }));
+    for i in 0..5 {
+        let r = t.send(call_from(PEER, &number(i), &[])).await;
+        r.assert_error(502, "provider_error");
+        assert_eq!(r.header("ratelimit-remaining"), Some("3"), "call {i}");
+    }
+    t.recorder.answer_with(Err(DispatchError::Timeout));
+    let r = t.send(call_from(PEER, &number(5), &[])).await;
+    r.assert_error(504, "provider_timeout");
+    assert_eq!(r.header("ratelimit-remaining"), Some("2"));
+    t.recorder.answer_with(Ok(PlacedCall {
+        provider_call_id: "conv_after_outage".into(),
+    }));
+    for i in 6..8 {
+        let r = t.send(call_from(PEER, &number(i), &[])).await;
+        assert_eq!(r.status, 200, "call {i}: {:?}", r.body);
+    }
+    // The timeout's slot and the two calls use all three.
+    t.send(call_from(PEER, &number(8), &[]))
+        .await
+        .assert_error(429, "rate_limited");
+    assert_eq!(t.calls(), 8);
+}

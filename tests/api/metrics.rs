@@ -169,6 +169,10 @@ impl RateLimiter for BrokenStore {
     async fn admit(&self, _: &[LimitCheck], _: u64) -> Result<Admission, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
+
+    async fn refund(&self, _: &[LimitCheck], _: u64) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
 }
 
 #[tokio::test]

@@ -332,3 +332,39 @@ pub async fn an_abandoned_lease_expires_and_release_frees_the_key(s: Arc<dyn Ide
         Begin::Started
     );
 }
+
+/// A provider's definite refusal gives the slot back: under every limit, exactly the one
+/// admission. Rolling limits find it by its time, so refunding it twice (or refunding an
+/// admission that never was) gives nothing more; a day counter only counts, so the caller
+/// refunds each admission once.
+pub async fn a_refund_gives_back_exactly_one_admission(l: Arc<dyn RateLimiter>) {
+    let t = NOON_MS;
+    let checks = |n: &str| vec![ip("192.0.2.9", 2), number(n, 2), global(t, 2)];
+    assert!(admitted(&admit(&l, &checks("+351912345671"), t).await));
+    assert!(admitted(&admit(&l, &checks("+351912345672"), t + 1).await));
+    let a = admit(&l, &checks("+351912345673"), t + 2).await;
+    assert!(!admitted(&a), "{a:?}");
+
+    l.refund(&checks("+351912345672"), t + 1)
+        .await
+        .expect("store answers");
+    let rolling = |n: &str| vec![ip("192.0.2.9", 2), number(n, 2)];
+    // A second refund of the same admission changes nothing.
+    l.refund(&rolling("+351912345672"), t + 1)
+        .await
+        .expect("store answers");
+    // Refunding an admission that never happened changes nothing either.
+    l.refund(&rolling("+351912345671"), t + 5)
+        .await
+        .expect("store answers");
+
+    // One slot back under each limit: one more admission fits, and only one.
+    assert!(admitted(&admit(&l, &checks("+351912345674"), t + 3).await));
+    let a = admit(&l, &[ip("192.0.2.9", 2)], t + 4).await;
+    assert_eq!(refused_by(&a).0, LimitKind::Ip);
+    let a = admit(&l, &[global(t, 2)], t + 4).await;
+    assert_eq!(refused_by(&a).0, LimitKind::Global);
+    // The number that was refunded is free again (its only admission was given back).
+    let a = admit(&l, &[number("+351912345672", 1)], t + 4).await;
+    assert!(admitted(&a), "{a:?}");
+}

@@ -48,6 +48,7 @@ conformance! {
     per_number_limit_counts_every_caller => RateLimiter,
     global_limit_counts_per_utc_day => RateLimiter,
     a_refusal_consumes_nothing => RateLimiter,
+    a_refund_gives_back_exactly_one_admission => RateLimiter,
     two_hundred_concurrent_admissions_admit_exactly_the_limit => RateLimiter,
     idempotency_replays_refuses_and_expires => IdempotencyStore,
     an_abandoned_lease_expires_and_release_frees_the_key => IdempotencyStore,
