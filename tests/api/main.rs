@@ -13,6 +13,7 @@ mod metrics;
 mod page;
 mod properties;
 mod providers;
+mod readme;
 mod reads;
 mod refused_settings;
 mod server;
