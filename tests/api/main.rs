@@ -4,6 +4,7 @@
 mod access;
 mod cors;
 mod deploy;
+mod fuzz;
 mod health;
 mod helpers;
 mod idempotency;
