@@ -2,10 +2,10 @@
 //! the call path of [`crate::calls`].
 //!
 //! Order: method → configuration complete → access (401) → `Content-Type` (415) →
-//! `Idempotency-Key` syntax → body size (413) → JSON (400) → fields (422) → provider →
-//! phone policy (422) → client address → idempotency (replay, 409, 422) → limits (429) →
-//! dispatch (502/504) → webhook. Nothing before the limiter has a side effect, and the
-//! limiter is all-or-nothing.
+//! `Idempotency-Key` syntax → body size (413), time (408), framing (400) → JSON (400) →
+//! fields (422) → provider (503) → phone policy (422) → client address → idempotency (replay,
+//! 409, 422) → limits (429) → dispatch (502/504) → webhook. Nothing before the idempotency
+//! claim has a side effect; from the claim on, the request runs in its own task to the end.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
