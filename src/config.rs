@@ -570,13 +570,6 @@ impl Config {
         self.environment == Environment::Production
     }
 
-    /// Names of the variables that keep the configuration from being complete, for health.
-    pub fn problem_names(&self) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> = self.problems.iter().map(|p| p.name).collect();
-        names.dedup();
-        names
-    }
-
     /// Whether a problem stops every call (`503 misconfigured` before anything else).
     pub fn blocks_all_calls(&self) -> bool {
         self.problems.iter().any(|p| p.scope == Scope::AllCalls)
@@ -598,14 +591,15 @@ impl Config {
         reason: &'static str,
         scope: Scope,
     ) {
-        if !self.problems.iter().any(|p| p.name == name) {
-            self.problems.push(Problem {
+        add_once(
+            &mut self.problems,
+            Problem {
                 name,
                 kind,
                 reason,
                 scope,
-            });
-        }
+            },
+        );
     }
 }
 
@@ -743,6 +737,13 @@ fn url_problem(url: &str) -> Option<&'static str> {
     }
 }
 
+/// Adds `problem` unless its variable already has one (the first reason found is kept).
+fn add_once(problems: &mut Vec<Problem>, problem: Problem) {
+    if !problems.iter().any(|p| p.name == problem.name) {
+        problems.push(problem);
+    }
+}
+
 /// Reads variables and collects problems.
 struct Reader<'a> {
     source: &'a dyn Source,
@@ -754,14 +755,16 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn push(&mut self, name: &'static str, kind: ProblemKind, reason: &'static str) {
-        if !self.has_problem(name) {
-            self.problems.push(Problem {
+        let scope = self.scope;
+        add_once(
+            &mut self.problems,
+            Problem {
                 name,
                 kind,
                 reason,
-                scope: self.scope,
-            });
-        }
+                scope,
+            },
+        );
     }
 
     fn has_problem(&self, name: &str) -> bool {
@@ -969,7 +972,7 @@ mod tests {
     const STRONG: &str = "test-key-0123456789abcdef0123456789abcdef";
 
     fn names(c: &Config) -> Vec<&'static str> {
-        c.problem_names()
+        c.problems.iter().map(|p| p.name).collect()
     }
 
     #[test]

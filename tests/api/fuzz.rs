@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use chamada::config::WebhookConfig;
+use chamada::config::{ProviderKind, WebhookConfig};
 use chamada::dispatch::{DispatchError, PlacedCall};
 use chamada::webhook::MakeWebhook;
 use http::{HeaderName, HeaderValue, Request};
@@ -129,12 +129,13 @@ proptest! {
                 .respond_with(ResponseTemplate::new(503).insert_header("retry-after", retry.as_str()))
                 .mount(&hook)
                 .await;
-            let t = TestApp::production(&[
+            let vars = production(&[
                 ("PUBLIC_CALLS", "true"),
                 ("MAX_REQUESTS_PER_IP", "1000"),
                 ("MAX_CALLS_PER_NUMBER", "1000"),
-            ])
-            .await;
+            ]);
+            let vars: Vec<(&str, &str)> =
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let webhook = MakeWebhook::new(
                 &WebhookConfig {
                     url: format!("{}/test-hook", hook.uri()),
@@ -147,13 +148,14 @@ proptest! {
             .unwrap()
             .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
             .with_budget(Duration::from_millis(100));
+            let recorder = Recorder::new(ProviderKind::ElevenLabs);
+            recorder.answer_with(answer);
             let app = Arc::new(
-                chamada::App::build(t.app.config.clone())
+                chamada::App::build(config(&vars))
                     .await
-                    .with_dispatcher(t.recorder.clone())
+                    .with_dispatcher(recorder.clone())
                     .with_notifier(Arc::new(webhook)),
             );
-            t.recorder.answer_with(answer);
             let router = chamada::router(app);
 
             let mut builder = Request::post("/api/start_call");
@@ -174,7 +176,7 @@ proptest! {
                 status < 500 || [502, 503, 504].contains(&status),
                 "{status} for {:?}", String::from_utf8_lossy(&body)
             );
-            let calls = t.calls();
+            let calls = recorder.count();
             if status == 200 {
                 prop_assert_eq!(calls, 1);
                 prop_assert_eq!(&r.json()["status"], "initiated");
