@@ -591,15 +591,7 @@ impl Config {
         reason: &'static str,
         scope: Scope,
     ) {
-        add_once(
-            &mut self.problems,
-            Problem {
-                name,
-                kind,
-                reason,
-                scope,
-            },
-        );
+        add_once(&mut self.problems, name, kind, reason, scope);
     }
 }
 
@@ -737,10 +729,21 @@ fn url_problem(url: &str) -> Option<&'static str> {
     }
 }
 
-/// Adds `problem` unless its variable already has one (the first reason found is kept).
-fn add_once(problems: &mut Vec<Problem>, problem: Problem) {
-    if !problems.iter().any(|p| p.name == problem.name) {
-        problems.push(problem);
+/// Adds a problem unless its variable already has one (the first reason found is kept).
+fn add_once(
+    problems: &mut Vec<Problem>,
+    name: &'static str,
+    kind: ProblemKind,
+    reason: &'static str,
+    scope: Scope,
+) {
+    if !problems.iter().any(|p| p.name == name) {
+        problems.push(Problem {
+            name,
+            kind,
+            reason,
+            scope,
+        });
     }
 }
 
@@ -755,16 +758,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn push(&mut self, name: &'static str, kind: ProblemKind, reason: &'static str) {
-        let scope = self.scope;
-        add_once(
-            &mut self.problems,
-            Problem {
-                name,
-                kind,
-                reason,
-                scope,
-            },
-        );
+        add_once(&mut self.problems, name, kind, reason, self.scope);
     }
 
     fn has_problem(&self, name: &str) -> bool {
