@@ -8,11 +8,11 @@ use crate::config::{Config, ProblemKind, ProviderKind, Scope, StoreKind};
 use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
 use crate::metrics::{Metric, Metrics};
+use crate::notify::{MakeWebhook, NoWebhook, Notifier};
 use crate::phone::PhonePolicy;
 use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
 use crate::store::{IdempotencyStore, RateLimiter};
-use crate::webhook::{MakeWebhook, NoWebhook, Notifier};
 
 pub struct App {
     pub config: Config,

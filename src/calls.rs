@@ -10,12 +10,12 @@ use crate::app::App;
 use crate::client_ip::IpKey;
 use crate::config::ProviderKind;
 use crate::dispatch::{CallRequest, DispatchError};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::logging;
 use crate::metrics::{FailureClass, Metric};
+use crate::notify::{CallOutcome, Event, EventType, Source};
 use crate::phone::AllowedNumber;
 use crate::store::{utc_day, Admission, LimitCheck, LimitKind, LimitStatus, Window};
-use crate::webhook::{CallOutcome, Event, EventType, Source};
 
 /// A request that passed every validation: what to call, for whom, counted against what.
 #[derive(Debug, Clone)]

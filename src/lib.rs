@@ -11,18 +11,14 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
-pub mod error;
+pub mod entry;
 pub mod http;
-#[cfg(feature = "lambda")]
-pub mod lambda;
-pub mod local;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod phone;
-pub mod serverless;
 pub mod store;
 pub mod text;
-pub mod webhook;
 
 pub use app::App;
 pub use config::Config;

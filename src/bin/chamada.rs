@@ -1,4 +1,4 @@
 //! The local server: `cargo run`.
 fn main() -> std::process::ExitCode {
-    chamada::local::main()
+    chamada::entry::local::main()
 }

@@ -1,5 +1,5 @@
 //! The AWS Lambda function (template.yaml; `cargo lambda watch`).
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    chamada::lambda::run().await
+    chamada::entry::lambda::run().await
 }

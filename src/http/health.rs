@@ -12,7 +12,7 @@ use super::cors::{self, OriginCheck};
 use super::{error_response, RequestId};
 use crate::app::App;
 use crate::config::{ProblemKind, ProviderKind, StoreKind};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 const METHODS: &str = "GET, OPTIONS";
 

@@ -5,6 +5,7 @@
 //! headers and `X-Request-Id` to whatever came back and writes the access log line.
 
 pub mod cors;
+pub mod error;
 mod health;
 pub mod page;
 mod start_call;
@@ -23,7 +24,7 @@ use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::HeaderValue;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::logging;
 use cors::OriginCheck;
 

@@ -16,7 +16,7 @@ use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTE
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::{error_response, RequestId, X_REQUEST_ID};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The page's policy: its own scripts, styles, images and `fetch` only; no inline code, no
 /// plugins, no `<base>` rewriting, no native form submission (the script sends the form, so a

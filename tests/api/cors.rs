@@ -4,7 +4,7 @@ use axum::body::Body;
 use http::Request;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 const SITE: &str = "https://chamada.example";
 

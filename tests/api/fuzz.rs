@@ -9,14 +9,14 @@ use std::time::Duration;
 use axum::body::Body;
 use chamada::config::{ProviderKind, WebhookConfig};
 use chamada::dispatch::{DispatchError, PlacedCall};
-use chamada::webhook::MakeWebhook;
+use chamada::notify::MakeWebhook;
 use http::{HeaderName, HeaderValue, Request};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::*;
+use crate::support::*;
 
 const NAMES: &[&str] = &[
     "content-type",

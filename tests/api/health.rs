@@ -3,7 +3,7 @@
 use axum::body::Body;
 use http::Request;
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn get() -> Request<Body> {
     Request::get("/api/health").body(Body::empty()).unwrap()

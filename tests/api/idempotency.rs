@@ -10,7 +10,7 @@ use chamada::{router, App};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn the_same_key_and_body_replay_the_first_answer_without_a_second_call() {

@@ -4,7 +4,7 @@ use axum::body::Body;
 use http::Request;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn call_from(peer: &str, number: &str, headers: &[(&str, &str)]) -> Request<Body> {
     let mut builder = Request::post("/api/start_call").header("content-type", "application/json");

@@ -3,10 +3,8 @@
 
 mod access;
 mod cors;
-mod deploy;
 mod fuzz;
 mod health;
-mod helpers;
 mod idempotency;
 mod limits;
 mod malformed;
@@ -18,5 +16,6 @@ mod readme;
 mod reads;
 mod refused_settings;
 mod server;
-mod vercel;
+#[path = "../support/mod.rs"]
+mod support;
 mod webhook;

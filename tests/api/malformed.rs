@@ -5,7 +5,7 @@
 use axum::body::Body;
 use http::{HeaderValue, Method, Request};
 
-use crate::helpers::*;
+use crate::support::*;
 
 struct Case {
     name: &'static str,

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chamada::dispatch::DispatchError;
 use chamada::metrics::Metric;
+use chamada::notify::{Event, Notifier};
 use chamada::store::{Admission, LimitCheck, RateLimiter, StoreError};
-use chamada::webhook::{Event, Notifier};
 use chamada::{router, App};
 use serde_json::{json, Value};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// The records of one metric name.
 fn named(t: &TestApp, name: &str) -> Vec<Value> {

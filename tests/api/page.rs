@@ -7,7 +7,7 @@ use chamada::http::page;
 use http::Request;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// The local server's router: the API plus the page.
 fn local(t: &TestApp) -> Router {

@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{bearer, config, production, TestResponse, KEY, NUMBER, PEER};
+use crate::support::{bearer, config, production, TestResponse, KEY, NUMBER, PEER};
 
 pub const ELEVEN_KEY: &str = "test-elevenlabs-key-0123456789";
 pub const LK_KEY: &str = "APItestkey";

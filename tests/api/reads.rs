@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use chamada::local::serve_on;
+use chamada::entry::local::serve_on;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// The router of a default app on a real socket, with this bound on request heads.
 async fn serve(head_timeout: Duration) -> (String, tokio::sync::oneshot::Sender<()>) {

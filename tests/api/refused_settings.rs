@@ -10,8 +10,8 @@ use serde_json::json;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{config, production, NUMBER};
 use crate::providers::{livekit_vars, start_call, ELEVEN_KEY};
+use crate::support::{config, production, NUMBER};
 
 /// A fake provider that must never be called.
 async fn untouchable() -> MockServer {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::helpers::KEY;
+use crate::support::KEY;
 
 pub struct Server {
     pub base: String,

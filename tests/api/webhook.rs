@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chamada::config::WebhookConfig;
-use chamada::webhook::{
+use chamada::notify::{
     sign, verify, Attempt, CallOutcome, Delivery, Event, EventType, MakeWebhook, Source,
     WebhookSecret,
 };
@@ -20,8 +20,8 @@ use sha2::Sha256;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::NUMBER;
 use crate::providers::{real_app, start_call};
+use crate::support::NUMBER;
 
 const VECTOR_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const VECTOR_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
@@ -503,18 +503,18 @@ fn the_default_policy_is_documented_in_numbers() {
 
 #[tokio::test]
 async fn a_whsec_secret_that_is_not_base64_degrades_the_configuration() {
-    let vars = crate::helpers::production(&[
+    let vars = crate::support::production(&[
         ("MAKE_WEBHOOK_URL", "http://127.0.0.1:9/test-hook"),
         ("MAKE_WEBHOOK_SECRET", "whsec_not*base64!"),
     ]);
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = chamada::App::build(crate::helpers::config(&refs)).await;
+    let app = chamada::App::build(crate::support::config(&refs)).await;
     let router = chamada::router(std::sync::Arc::new(app));
 
     let request = http::Request::get("/api/health")
         .body(axum::body::Body::empty())
         .unwrap();
-    let response = crate::helpers::TestResponse::read(
+    let response = crate::support::TestResponse::read(
         tower::ServiceExt::oneshot(router, request).await.unwrap(),
     )
     .await;

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 use crate::conformance::{ip, number, NOON_MS};
 use crate::dynoxide::{client_for, Dynoxide, RoundTrips, HASH_KEY, TABLE};
-use crate::helpers::{bearer, config, production, Recorder, TestResponse, KEY, NUMBER, PEER};
+use crate::support::{bearer, config, production, Recorder, TestResponse, KEY, NUMBER, PEER};
 
 const ORIGIN: &str = "https://chamada.example";
 
@@ -70,7 +70,7 @@ impl Service {
             builder = builder.header(*name, *value);
         }
         let body = serde_json::json!({ "phone_number": to }).to_string();
-        let request = crate::helpers::from_peer(builder.body(Body::from(body)).unwrap(), PEER);
+        let request = crate::support::from_peer(builder.body(Body::from(body)).unwrap(), PEER);
         let response = self.router.clone().oneshot(request).await.unwrap();
         TestResponse::read(response).await
     }

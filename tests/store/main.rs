@@ -5,9 +5,9 @@
 mod conformance;
 mod dynamodb;
 mod dynoxide;
-#[path = "../api/helpers.rs"]
-mod helpers;
 mod local_server;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 

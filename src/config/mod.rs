@@ -1236,8 +1236,8 @@ mod tests {
 
     #[test]
     fn every_variable_is_documented_in_the_template_and_the_readme() {
-        let template = include_str!("../.env.example");
-        let readme = include_str!("../README.md");
+        let template = include_str!("../../.env.example");
+        let readme = include_str!("../../README.md");
         for name in VARIABLES {
             assert!(template.contains(name), "{name} missing from .env.example");
             assert!(readme.contains(name), "{name} missing from README.md");
@@ -1246,7 +1246,7 @@ mod tests {
 
     #[test]
     fn a_copied_template_runs_the_dry_run_provider_in_development() {
-        let vars: Vec<(String, String)> = include_str!("../.env.example")
+        let vars: Vec<(String, String)> = include_str!("../../.env.example")
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .filter_map(|l| l.split_once('='))

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
-const STORE: &str = include_str!("../../src/store/dynamodb.rs");
+const STORE: &str = include_str!("../../src/store/dynamodb/mod.rs");
 
 #[test]
 fn the_iam_policy_grants_exactly_the_dynamodb_actions_the_store_uses() {

@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use phonenumber::metadata::loader;
 
 /// libphonenumber metadata, the same version as the `phonenumber` crate we depend on.
-const METADATA_XML: &str = include_str!("../assets/phonenumber/PhoneNumberMetadata.xml");
+const METADATA_XML: &str = include_str!("../../assets/phonenumber/PhoneNumberMetadata.xml");
 
 /// Longest raw input we look at: 15 digits plus a generous number of separators.
 const MAX_RAW_LEN: usize = 40;

@@ -49,6 +49,6 @@ fn strip_stage(mut request: lambda_http::Request) -> lambda_http::Request {
 
 /// The Lambda entry point: init once, then serve events.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    let app = crate::serverless::app_from_env().await?;
+    let app = crate::entry::vercel::app_from_env().await?;
     lambda_http::run(router(app)).await
 }

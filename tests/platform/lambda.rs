@@ -3,13 +3,10 @@
 //! Runs with `--features lambda` (scripts/test passes `--all-features`).
 #![cfg(feature = "lambda")]
 
-#[path = "api/helpers.rs"]
-mod helpers;
-
 use std::sync::Arc;
 
+use crate::support::TestApp;
 use chamada::App;
-use helpers::TestApp;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Service};
 use serde_json::{json, Value};
@@ -26,7 +23,7 @@ fn fixture(name: &str) -> Value {
 /// serialised Lambda response (`statusCode`, `headers`, `body`).
 async fn invoke(app: &Arc<App>, event: Value) -> Value {
     let request: LambdaRequest = serde_json::from_value(event).expect("a valid Lambda event");
-    let mut adapter = lambda_http::Adapter::from(chamada::lambda::router(app.clone()));
+    let mut adapter = lambda_http::Adapter::from(chamada::entry::lambda::router(app.clone()));
     let response = adapter
         .call(LambdaEvent::new(request, Context::default()))
         .await

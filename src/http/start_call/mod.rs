@@ -27,7 +27,7 @@ use crate::app::App;
 use crate::calls::{Outcome, StartCall};
 use crate::client_ip::{client_ip, single_ip_header, IpKey};
 use crate::config::ProviderKind;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
 use crate::phone::{PhoneError, E164};

@@ -1,0 +1,6 @@
+//! The three ways the router runs: one local process, AWS Lambda, Vercel functions.
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
+pub mod local;
+pub mod vercel;
