@@ -1,5 +1,5 @@
 //! Vercel function `GET /api/health` (the library's router; see vercel.json).
 #[tokio::main]
 async fn main() -> Result<(), vercel_runtime::Error> {
-    chamada::entry::vercel::run_vercel().await
+    chamada::entry::vercel::run().await
 }

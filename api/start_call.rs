@@ -1,5 +1,5 @@
 //! Vercel function `POST /api/start_call` (the library's router; see vercel.json).
 #[tokio::main]
 async fn main() -> Result<(), vercel_runtime::Error> {
-    chamada::entry::vercel::run_vercel().await
+    chamada::entry::vercel::run().await
 }

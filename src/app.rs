@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::client_ip::ClientIpSource;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ProblemKind, ProviderKind, Scope, StoreKind};
+use crate::config::{Config, ConfigError, ProblemKind, Scope};
+use crate::dispatch::ProviderKind;
 use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
 use crate::metrics::{Metric, Metrics};
@@ -12,6 +14,7 @@ use crate::notify::{MakeWebhook, NoWebhook, Notifier};
 use crate::phone::PhonePolicy;
 use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
+use crate::store::StoreKind;
 use crate::store::{IdempotencyStore, RateLimiter};
 
 pub struct App {
@@ -27,6 +30,18 @@ pub struct App {
 }
 
 impl App {
+    /// Start-up of a serverless entry point: configuration from the process environment for
+    /// `platform`, logs, every client and the phone metadata — once per process, at init,
+    /// never in the handler. Configuration problems are logged, not fatal.
+    pub async fn from_env(platform: ClientIpSource) -> Result<Arc<App>, ConfigError> {
+        let config = Config::from_env(platform)?;
+        logging::init(config.log_format);
+        let app = App::build(config).await;
+        tracing::info!(details = %app.describe(), "Chamada started");
+        app.report_problems();
+        Ok(Arc::new(app))
+    }
+
     /// Builds every port the configuration asks for. Never fails: what cannot be built becomes
     /// a configuration problem, reported by health and refused by `start_call`.
     pub async fn build(mut config: Config) -> App {

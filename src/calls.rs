@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::access::Caller;
 use crate::app::App;
 use crate::client_ip::IpKey;
-use crate::config::ProviderKind;
+use crate::dispatch::ProviderKind;
 use crate::dispatch::{CallRequest, DispatchError};
 use crate::http::error::ApiError;
 use crate::logging;

@@ -10,7 +10,26 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use axum::extract::ConnectInfo;
 use http::request::Parts;
 
-use crate::config::ClientIpSource;
+/// Where the client IP comes from (SPEC §5). Never from a header a client can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpSource {
+    /// The TCP peer address (local server).
+    Socket,
+    /// API Gateway / Function URL `requestContext` source IP.
+    Aws,
+    /// Vercel's `x-real-ip`, which Vercel overwrites.
+    Vercel,
+}
+
+impl ClientIpSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIpSource::Socket => "socket",
+            ClientIpSource::Aws => "aws",
+            ClientIpSource::Vercel => "vercel",
+        }
+    }
+}
 
 /// The address of the client as the platform saw it.
 pub fn client_ip(source: ClientIpSource, parts: &Parts) -> Option<IpAddr> {

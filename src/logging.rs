@@ -4,7 +4,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// `LOG_FORMAT`: one JSON object per line (default), or human-readable lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
 
 pub const INVALID_API_KEY: &str = "Invalid API key";
 pub const RATE_LIMIT_EXCEEDED: &str = "Rate limit exceeded";

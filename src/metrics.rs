@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::ProviderKind;
+use crate::dispatch::ProviderKind;
 use crate::store::LimitKind;
 
 pub const NAMESPACE: &str = "Chamada";

@@ -14,8 +14,25 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::ProviderKind;
 use super::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
-use crate::config::{ElevenLabsConfig, ElevenLabsNumbers, ProviderKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElevenLabsNumbers {
+    Twilio,
+    SipTrunk,
+}
+
+/// The ElevenLabs settings (`ELEVENLABS_*`, `ELEVEN_AGENT_*`), read by `config`.
+#[derive(Debug, Clone)]
+pub struct ElevenLabsConfig {
+    pub api_key: SecretString,
+    pub agent_id: String,
+    pub agent_phone_number_id: String,
+    /// Without a trailing slash.
+    pub api_base: String,
+    pub numbers: ElevenLabsNumbers,
+}
 
 /// The most of an answer we read: ElevenLabs answers a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;

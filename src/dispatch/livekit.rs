@@ -15,9 +15,21 @@ use livekit_protocol as proto;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::ProviderKind;
 use super::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
-use crate::config::{LiveKitConfig, ProviderKind};
 use crate::phone::E164;
+use secrecy::SecretString;
+
+/// The LiveKit settings (`LIVEKIT_*`, `SIP_TRUNK_ID`, `CALLER_ID`), read by `config`.
+#[derive(Debug, Clone)]
+pub struct LiveKitConfig {
+    pub url: String,
+    pub api_key: String,
+    pub api_secret: SecretString,
+    pub sip_trunk_id: String,
+    pub caller_id: E164,
+    pub agent_name: Option<String>,
+}
 
 pub struct LiveKit {
     api: LiveKitApi,

@@ -10,11 +10,37 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::config::ProviderKind;
 use crate::phone::E164;
 
 pub use elevenlabs::ElevenLabs;
 pub use livekit::LiveKit;
+
+/// The providers a call can go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProviderKind {
+    ElevenLabs,
+    LiveKit,
+    DryRun,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::ElevenLabs => "elevenlabs",
+            ProviderKind::LiveKit => "livekit",
+            ProviderKind::DryRun => "dry-run",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "elevenlabs" => Some(ProviderKind::ElevenLabs),
+            "livekit" => Some(ProviderKind::LiveKit),
+            "dry-run" => Some(ProviderKind::DryRun),
+            _ => None,
+        }
+    }
+}
 
 /// What the agent needs to place one call.
 #[derive(Debug, Clone)]

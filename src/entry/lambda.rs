@@ -10,6 +10,7 @@ use lambda_http::request::RequestContext;
 use tower::util::MapRequest;
 use tower::ServiceExt;
 
+use crate::client_ip::ClientIpSource;
 use crate::App;
 
 /// The service `lambda_http::run` drives: the router behind stage stripping.
@@ -49,6 +50,6 @@ fn strip_stage(mut request: lambda_http::Request) -> lambda_http::Request {
 
 /// The Lambda entry point: init once, then serve events.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    let app = crate::entry::vercel::app_from_env().await?;
+    let app = App::from_env(ClientIpSource::Aws).await?;
     lambda_http::run(router(app)).await
 }

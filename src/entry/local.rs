@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::config::ClientIpSource;
+use crate::client_ip::ClientIpSource;
 use crate::http::page;
 use crate::{logging, router, App, Config};
 
@@ -83,7 +83,7 @@ async fn create_table() -> ExitCode {
 }
 
 async fn serve() -> ExitCode {
-    let mut config = match Config::from_env() {
+    let mut config = match Config::from_env(ClientIpSource::Socket) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("chamada: {error}");
@@ -91,11 +91,6 @@ async fn serve() -> ExitCode {
         }
     };
     logging::init(config.log_format);
-    // This process is no serverless function, whatever `.env.local` says (`vercel env pull`
-    // writes `VERCEL=1`): it counts the socket's address unless told otherwise.
-    if !config.client_ip_source_explicit {
-        config.client_ip_source = ClientIpSource::Socket;
-    }
     let port = match std::env::var("PORT") {
         Ok(value) => match value.trim().parse::<u16>() {
             Ok(port) => port,

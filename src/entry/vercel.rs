@@ -1,24 +1,12 @@
-//! Start-up shared by the serverless entry points (Lambda, Vercel): configuration from the
-//! environment, logs, every client and the phone metadata — once per process, at init, never in
-//! the handler.
+//! Vercel: the router behind `vercel_runtime`'s axum layer. Each `api/*.rs` function calls
+//! [`run`]; Vercel's `x-real-ip` is the client address unless `CLIENT_IP_SOURCE` says otherwise.
 
-use std::sync::Arc;
+use crate::client_ip::ClientIpSource;
+use crate::App;
 
-use crate::{logging, App, Config};
-
-/// Builds the app from the process environment and logs its configuration problems.
-pub async fn app_from_env() -> Result<Arc<App>, crate::config::ConfigError> {
-    let config = Config::from_env()?;
-    logging::init(config.log_format);
-    let app = App::build(config).await;
-    tracing::info!(details = %app.describe(), "Chamada started");
-    app.report_problems();
-    Ok(Arc::new(app))
-}
-
-/// Vercel: the router behind `vercel_runtime`'s axum layer. `api/*.rs` call this.
-pub async fn run_vercel() -> Result<(), vercel_runtime::Error> {
-    let app = app_from_env().await?;
+/// Builds the app once per instance, then serves invocations.
+pub async fn run() -> Result<(), vercel_runtime::Error> {
+    let app = App::from_env(ClientIpSource::Vercel).await?;
     let service = tower::ServiceBuilder::new()
         .layer(vercel_runtime::axum::VercelLayer::new())
         .service(crate::router(app));

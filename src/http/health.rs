@@ -11,8 +11,10 @@ use serde_json::json;
 use super::cors::{self, OriginCheck};
 use super::{error_response, RequestId};
 use crate::app::App;
-use crate::config::{ProblemKind, ProviderKind, StoreKind};
+use crate::config::ProblemKind;
+use crate::dispatch::ProviderKind;
 use crate::http::error::ApiError;
+use crate::store::StoreKind;
 
 const METHODS: &str = "GET, OPTIONS";
 

@@ -11,6 +11,22 @@ pub mod memory;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+/// Where limits and idempotency records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    DynamoDb,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::DynamoDb => "dynamodb",
+        }
+    }
+}
+
 pub const DAY_MS: u64 = 86_400_000;
 
 /// Which limit a check belongs to; also the metric and log label.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use chamada::config::{ProviderKind, WebhookConfig};
+use chamada::config::WebhookConfig;
+use chamada::dispatch::ProviderKind;
 use chamada::dispatch::{DispatchError, PlacedCall};
 use chamada::notify::MakeWebhook;
 use http::{HeaderName, HeaderValue, Request};

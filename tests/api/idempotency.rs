@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chamada::config::ProviderKind;
+use chamada::dispatch::ProviderKind;
 use chamada::dispatch::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
 use chamada::{router, App};
 use serde_json::json;

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use axum::body::Body;
 use axum::Router;
 use chamada::clock::ManualClock;
-use chamada::config::ProviderKind;
+use chamada::dispatch::ProviderKind;
 use chamada::store::dynamodb::{self, DynamoStore};
 use chamada::store::{IdempotencyStore, RateLimiter};
 use chamada::{router, App};

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use chamada::clock::ManualClock;
-use chamada::config::ProviderKind;
+use chamada::dispatch::ProviderKind;
 use chamada::dispatch::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
 use chamada::metrics::Metrics;
 use chamada::{router, App, Config};

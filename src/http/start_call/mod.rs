@@ -26,7 +26,7 @@ use crate::access::{authenticate, Caller, Denied};
 use crate::app::App;
 use crate::calls::{Outcome, StartCall};
 use crate::client_ip::{client_ip, single_ip_header, IpKey};
-use crate::config::ProviderKind;
+use crate::dispatch::ProviderKind;
 use crate::http::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
