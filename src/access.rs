@@ -4,8 +4,6 @@
 //! presented key, so neither the comparison time nor the key length leaks, and every configured
 //! key is compared (no early exit) so the position of a match does not leak either.
 
-use http::header::AUTHORIZATION;
-use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -65,7 +63,7 @@ impl KeyId {
             .chain_update(digest)
             .finalize()
             .into();
-        KeyId(scoped[..8].iter().map(|b| format!("{b:02x}")).collect())
+        KeyId(hex::encode(&scoped[..8]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -95,14 +93,14 @@ pub enum Denied {
     KeyRequired,
 }
 
-/// Decides who is asking. `anonymous_allowed` is true in development, or in production with
-/// `PUBLIC_CALLS=true`.
+/// Decides who is asking from every `Authorization` value sent (as bytes, in order).
+/// `anonymous_allowed` is true in development, or in production with `PUBLIC_CALLS=true`.
 pub fn authenticate(
     keys: &ApiKeys,
-    headers: &HeaderMap,
+    authorization: &[&[u8]],
     anonymous_allowed: bool,
 ) -> Result<Caller, Denied> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let mut values = authorization.iter();
     let Some(value) = values.next() else {
         return if anonymous_allowed {
             Ok(Caller::Anonymous)
@@ -113,7 +111,7 @@ pub fn authenticate(
     if values.next().is_some() {
         return Err(Denied::InvalidKey);
     }
-    let bytes = value.as_bytes();
+    let bytes = *value;
     // `Bearer` is case-insensitive (RFC 9110 §11.1); exactly one space, then the token.
     if bytes.len() <= 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
         return Err(Denied::InvalidKey);
@@ -130,32 +128,15 @@ pub fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const KEY_B: &str = "test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    fn headers(auth: &[&[u8]]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for a in auth {
-            h.append(AUTHORIZATION, HeaderValue::from_bytes(a).unwrap());
-        }
-        h
-    }
-
     #[test]
     fn every_configured_key_is_accepted_and_identified_stably() {
         let keys = ApiKeys::new([KEY_A, KEY_B]);
-        let a = authenticate(
-            &keys,
-            &headers(&[format!("Bearer {KEY_A}").as_bytes()]),
-            false,
-        );
-        let b = authenticate(
-            &keys,
-            &headers(&[format!("bearer {KEY_B}").as_bytes()]),
-            false,
-        );
+        let a = authenticate(&keys, &[format!("Bearer {KEY_A}").as_bytes()], false);
+        let b = authenticate(&keys, &[format!("bearer {KEY_B}").as_bytes()], false);
         let (Ok(Caller::Authenticated(a)), Ok(Caller::Authenticated(b))) = (a, b) else {
             panic!("a configured key was refused");
         };
@@ -178,7 +159,7 @@ mod tests {
             b"Bearer \xfftest",
         ] {
             assert_eq!(
-                authenticate(&keys, &headers(&[bad]), true),
+                authenticate(&keys, &[bad], true),
                 Err(Denied::InvalidKey),
                 "{:?}",
                 String::from_utf8_lossy(bad)
@@ -191,7 +172,7 @@ mod tests {
         let keys = ApiKeys::new([KEY_A]);
         let good = format!("Bearer {KEY_A}");
         assert_eq!(
-            authenticate(&keys, &headers(&[good.as_bytes(), b"Bearer nope"]), true),
+            authenticate(&keys, &[good.as_bytes(), b"Bearer nope"], true),
             Err(Denied::InvalidKey)
         );
     }
@@ -199,21 +180,15 @@ mod tests {
     #[test]
     fn anonymous_is_allowed_only_when_the_policy_says_so() {
         let keys = ApiKeys::new([KEY_A]);
-        assert_eq!(
-            authenticate(&keys, &headers(&[]), true),
-            Ok(Caller::Anonymous)
-        );
-        assert_eq!(
-            authenticate(&keys, &headers(&[]), false),
-            Err(Denied::KeyRequired)
-        );
+        assert_eq!(authenticate(&keys, &[], true), Ok(Caller::Anonymous));
+        assert_eq!(authenticate(&keys, &[], false), Err(Denied::KeyRequired));
     }
 
     #[test]
     fn no_configured_keys_means_no_key_is_valid() {
         let keys = ApiKeys::default();
         assert_eq!(
-            authenticate(&keys, &headers(&[b"Bearer anything-at-all"]), true),
+            authenticate(&keys, &[b"Bearer anything-at-all"], true),
             Err(Denied::InvalidKey)
         );
     }

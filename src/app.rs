@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::calls::Ports;
 use crate::client_ip::ClientIpSource;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, ProblemKind, Scope};
@@ -160,6 +161,17 @@ impl App {
                 "{}",
                 logging::ENV_MISSING
             );
+        }
+    }
+
+    /// The ports the call path uses ([`crate::calls`]).
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            limits: self.config.limits,
+            limiter: self.limiter.as_ref(),
+            notifier: self.notifier.as_ref(),
+            clock: self.clock.as_ref(),
+            metrics: &self.metrics,
         }
     }
 

@@ -1,21 +1,24 @@
-//! The call path after the HTTP layer has validated a request: limits (SPEC §5), dispatch
-//! (SPEC §7), the webhook (SPEC §9) and the operators' log lines (SPEC §11).
+//! The use case: a validated request becomes a call. Limits (SPEC §5), dispatch (SPEC §7), the
+//! webhook (SPEC §9) and the operators' log lines (SPEC §11). It takes the ports it needs
+//! ([`Ports`]) and the dispatcher already chosen, and answers in its own terms ([`CallError`]);
+//! the HTTP layer turns that into statuses and bodies.
 
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
 use crate::access::Caller;
-use crate::app::App;
 use crate::client_ip::IpKey;
-use crate::dispatch::ProviderKind;
-use crate::dispatch::{CallRequest, DispatchError};
-use crate::http::error::ApiError;
+use crate::clock::Clock;
+use crate::config::Limits;
+use crate::dispatch::{CallDispatcher, CallRequest, DispatchError, ProviderKind};
 use crate::logging;
-use crate::metrics::{FailureClass, Metric};
-use crate::notify::{CallOutcome, Event, EventType, Source};
+use crate::metrics::{FailureClass, Metric, Metrics};
+use crate::notify::{CallOutcome, Event, EventType, Notifier, Source};
 use crate::phone::AllowedNumber;
-use crate::store::{utc_day, Admission, LimitCheck, LimitKind, LimitStatus, Window};
+use crate::store::{
+    keys, utc_day, Admission, LimitCheck, LimitKind, LimitStatus, RateLimiter, Window,
+};
 
 /// A request that passed every validation: what to call, for whom, counted against what.
 #[derive(Debug, Clone)]
@@ -23,7 +26,6 @@ pub struct StartCall {
     pub to: AllowedNumber,
     pub name: Option<String>,
     pub variables: BTreeMap<String, String>,
-    pub provider: Option<ProviderKind>,
     pub caller: Caller,
     /// The address the per-IP limit counts; `None` for an authenticated server that did not
     /// speak for an end user.
@@ -39,17 +41,56 @@ pub struct Started {
     pub to: String,
 }
 
+/// Why a call was not placed, or did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// A limit is full; the slot frees in `retry_after` seconds.
+    #[error("a limit is full for {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// The limits could not be counted, so nothing was placed (fail closed).
+    #[error("the limits could not be counted")]
+    LimitsUnavailable,
+    /// The provider refused the call; `reason` is safe to show the caller.
+    #[error("the provider refused the call: {0}")]
+    Provider(String),
+    /// The provider did not answer in time; the call may have gone out.
+    #[error("the provider did not answer in time")]
+    ProviderTimeout,
+}
+
+impl CallError {
+    /// Whether the provider was asked (the answer is then kept for idempotent replays: a
+    /// retry must never ring twice).
+    pub fn reached_provider(&self) -> bool {
+        matches!(self, CallError::Provider(_) | CallError::ProviderTimeout)
+    }
+}
+
 /// The result, and the limit the `RateLimit-*` headers describe once the limiter has run.
 #[derive(Debug)]
 pub struct Outcome {
-    pub result: Result<Started, ApiError>,
+    pub result: Result<Started, CallError>,
     pub rate: Option<LimitStatus>,
 }
 
-impl App {
+/// What the use case needs from the application, and nothing more.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub limits: Limits,
+    pub limiter: &'a dyn RateLimiter,
+    pub notifier: &'a dyn Notifier,
+    pub clock: &'a dyn Clock,
+    pub metrics: &'a Metrics,
+}
+
+impl Ports<'_> {
+    fn count(&self, metric: Metric, value: u64) {
+        self.metrics.count(metric, value, self.clock.now_ms());
+    }
+
     /// The limits that apply to this request, in the order they are checked.
     pub fn limit_checks(&self, call: &StartCall, now_ms: u64) -> Vec<LimitCheck> {
-        let limits = self.config.limits;
+        let limits = self.limits;
         let window = Window::Rolling {
             ms: limits.window_secs * 1000,
         };
@@ -57,21 +98,21 @@ impl App {
         if let Some(ip) = call.client {
             checks.push(LimitCheck {
                 kind: LimitKind::Ip,
-                key: format!("ip:{ip}"),
+                key: keys::ip(ip),
                 max: limits.per_ip,
                 window,
             });
         }
         checks.push(LimitCheck {
             kind: LimitKind::Number,
-            key: format!("number:{}", call.to.e164),
+            key: keys::number(&call.to.e164),
             max: limits.per_number,
             window,
         });
         if let Some(per_day) = limits.per_day {
             checks.push(LimitCheck {
                 kind: LimitKind::Global,
-                key: format!("global:{}", utc_day(now_ms)),
+                key: keys::global(utc_day(now_ms)),
                 max: per_day,
                 window: Window::UtcDay,
             });
@@ -79,17 +120,17 @@ impl App {
         checks
     }
 
-    /// Counts the request under its limits, places the call, reports the outcome.
-    pub async fn start_call(&self, call: StartCall, request_id: &str) -> Outcome {
+    /// Counts the request under its limits, places the call through `dispatcher`, reports the
+    /// outcome.
+    pub async fn start_call(
+        &self,
+        call: StartCall,
+        dispatcher: &dyn CallDispatcher,
+        request_id: &str,
+    ) -> Outcome {
         // Written only into log lines that are on: nothing is formatted for a level that is off.
         let masked = call.to.e164.masked_display();
-        let ip_prefix = call.client.map(|ip| ip.log_prefix_display());
-        let Some(dispatcher) = self.dispatchers.pick(call.provider) else {
-            return Outcome {
-                result: Err(ApiError::ProviderNotConfigured),
-                rate: None,
-            };
-        };
+        let ip_prefix = call.client.map(|ip| ip.log_prefix());
 
         let now_ms = self.clock.now_ms();
         let checks = self.limit_checks(&call, now_ms);
@@ -99,7 +140,7 @@ impl App {
                 tracing::error!(request_id, error = %error, "Rate limit store failed; refusing the call");
                 self.count(Metric::RateLimitStoreErrors, 1);
                 return Outcome {
-                    result: Err(ApiError::RateLimitUnavailable),
+                    result: Err(CallError::LimitsUnavailable),
                     rate: None,
                 };
             }
@@ -118,7 +159,7 @@ impl App {
                 logging::RATE_LIMIT_EXCEEDED
             );
             return Outcome {
-                result: Err(ApiError::RateLimited {
+                result: Err(CallError::RateLimited {
                     retry_after: by.reset_secs,
                 }),
                 rate,
@@ -163,13 +204,13 @@ impl App {
                     "{}",
                     logging::CALL_FAILED
                 );
-                let (api_error, class) = match &error {
+                let (call_error, class) = match &error {
                     DispatchError::Provider { reason } => (
-                        ApiError::ProviderError(reason.clone()),
+                        CallError::Provider(reason.clone()),
                         FailureClass::ProviderError,
                     ),
                     DispatchError::Timeout => {
-                        (ApiError::ProviderTimeout, FailureClass::ProviderTimeout)
+                        (CallError::ProviderTimeout, FailureClass::ProviderTimeout)
                     }
                 };
                 // A definite refusal placed nothing: the visitor gets the slot back, so an
@@ -189,7 +230,7 @@ impl App {
                 }
                 self.count(Metric::CallsFailed(provider, class), 1);
                 (
-                    Err(api_error),
+                    Err(call_error),
                     EventType::CallFailed,
                     Some(error.to_string()),
                 )

@@ -1,14 +1,12 @@
 //! Client IP (SPEC §5): from the platform, never from a header a client can set.
 //!
-//! The source is a seam: [`ClientIpSource`] says where the address comes from on each platform,
-//! and [`client_ip`] reads it from the request. Forwarding headers (`X-Forwarded-For`, a
+//! The source is a seam: [`ClientIpSource`] says where the address comes from on each platform;
+//! the HTTP layer reads it from the request (`http::client_addr`), the Lambda adapter turns
+//! the request context into an [`AwsSourceIp`]. Forwarding headers (`X-Forwarded-For`, a
 //! client-sent `X-Real-IP`) are never read, so rotating them buys no extra calls.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-
-use axum::extract::ConnectInfo;
-use http::request::Parts;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Where the client IP comes from (SPEC §5). Never from a header a client can set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,50 +29,19 @@ impl ClientIpSource {
     }
 }
 
-/// The address of the client as the platform saw it.
-pub fn client_ip(source: ClientIpSource, parts: &Parts) -> Option<IpAddr> {
-    match source {
-        ClientIpSource::Socket => parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip()),
-        // Vercel overwrites `x-real-ip` with the address it saw, so on Vercel it is trustworthy.
-        ClientIpSource::Vercel => single_ip_header(parts, "x-real-ip"),
-        ClientIpSource::Aws => aws_source_ip(parts),
-    }
-}
+/// The address an API Gateway or Function URL `requestContext` gives, attached to the request
+/// by the Lambda adapter (`entry::lambda`) as a plain value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsSourceIp(pub IpAddr);
 
-/// The one value of a header that must hold exactly one IP address.
-pub fn single_ip_header(parts: &Parts, name: &str) -> Option<IpAddr> {
-    let mut values = parts.headers.get_all(name).iter();
+/// The one value of a header that must hold exactly one IP address (values as sent).
+pub fn single_ip<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<IpAddr> {
+    let mut values = values.into_iter();
     let value = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    value.to_str().ok()?.trim().parse().ok()
-}
-
-/// The `requestContext` source IP of API Gateway (REST and HTTP API) and Function URLs, which
-/// `lambda_http` puts in the request extensions. Only compiled with the `lambda` feature.
-#[cfg(feature = "lambda")]
-fn aws_source_ip(parts: &Parts) -> Option<IpAddr> {
-    use lambda_http::request::RequestContext;
-    let ip = match parts.extensions.get::<RequestContext>()? {
-        // REST API (payload v1): `requestContext.identity.sourceIp`.
-        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
-        // HTTP API and Function URLs (payload v2): `requestContext.http.sourceIp`.
-        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }?;
-    ip.parse().ok()
-}
-
-/// Without the `lambda` feature there is no AWS request context: no IP, so the request is
-/// refused rather than unlimited.
-#[cfg(not(feature = "lambda"))]
-fn aws_source_ip(_parts: &Parts) -> Option<IpAddr> {
-    None
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
 /// The unit the per-IP limit counts: an IPv4 address (IPv4-mapped IPv6 folded to IPv4), or an
@@ -100,14 +67,9 @@ impl IpKey {
         }
     }
 
-    /// What the logs may show (SPEC §11): the /24 of IPv4, the /64 of IPv6.
-    pub fn log_prefix(&self) -> String {
-        self.log_prefix_display().to_string()
-    }
-
-    /// [`log_prefix`](Self::log_prefix), written only when a log line is (no allocation for a
-    /// request whose log level is off).
-    pub fn log_prefix_display(self) -> LogPrefix {
+    /// What the logs may show (SPEC §11): the /24 of IPv4, the /64 of IPv6. Written only when
+    /// a log line is (no allocation for a request whose log level is off).
+    pub fn log_prefix(self) -> LogPrefix {
         LogPrefix(self)
     }
 }
@@ -161,44 +123,13 @@ mod tests {
 
     #[test]
     fn log_prefixes_hide_the_host_part() {
-        assert_eq!(key("203.0.113.7").log_prefix(), "203.0.113.0/24");
-        assert_eq!(key("2001:db8:1:2::7").log_prefix(), "2001:db8:1:2::/64");
-    }
-
-    #[test]
-    fn socket_source_ignores_forwarding_headers() {
-        let req = http::Request::builder()
-            .header("x-forwarded-for", "198.51.100.1")
-            .header("x-real-ip", "198.51.100.2")
-            .body(())
-            .unwrap();
-        let (mut parts, _) = req.into_parts();
-        assert_eq!(client_ip(ClientIpSource::Socket, &parts), None);
-        parts.extensions.insert(ConnectInfo(
-            "192.0.2.10:5555".parse::<SocketAddr>().unwrap(),
-        ));
         assert_eq!(
-            client_ip(ClientIpSource::Socket, &parts),
-            Some("192.0.2.10".parse().unwrap())
+            key("203.0.113.7").log_prefix().to_string(),
+            "203.0.113.0/24"
         );
-    }
-
-    #[test]
-    fn vercel_source_reads_one_x_real_ip_only() {
-        let req = http::Request::builder()
-            .header("x-real-ip", "198.51.100.2")
-            .header("x-forwarded-for", "198.51.100.1")
-            .body(())
-            .unwrap();
-        let (parts, _) = req.into_parts();
         assert_eq!(
-            client_ip(ClientIpSource::Vercel, &parts),
-            Some("198.51.100.2".parse().unwrap())
+            key("2001:db8:1:2::7").log_prefix().to_string(),
+            "2001:db8:1:2::/64"
         );
-        let req = http::Request::builder()
-            .header("x-real-ip", "198.51.100.2, 10.0.0.1")
-            .body(())
-            .unwrap();
-        assert_eq!(client_ip(ClientIpSource::Vercel, &req.into_parts().0), None);
     }
 }

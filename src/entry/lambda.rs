@@ -1,8 +1,10 @@
 //! AWS Lambda (`lambda_http`): the same router, with API Gateway stage prefixes removed.
 //!
-//! The client address comes from `requestContext` only (see `client_ip`); forwarding headers
-//! are never read on AWS, since API Gateway appends to a client-sent `X-Forwarded-For`.
+//! The client address comes from `requestContext` only, attached as an [`AwsSourceIp`];
+//! forwarding headers are never read on AWS, since API Gateway appends to a client-sent
+//! `X-Forwarded-For`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,7 +12,7 @@ use lambda_http::request::RequestContext;
 use tower::util::MapRequest;
 use tower::ServiceExt;
 
-use crate::client_ip::ClientIpSource;
+use crate::client_ip::{AwsSourceIp, ClientIpSource};
 use crate::App;
 
 /// The service `lambda_http::run` drives: the router behind stage stripping.
@@ -20,7 +22,29 @@ pub type LambdaService = MapRequest<Router, fn(lambda_http::Request) -> lambda_h
 /// (Equivalent to `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`, without depending on it. The path is
 /// rewritten before routing, which a `Router::layer` could not do.)
 pub fn router(app: Arc<App>) -> LambdaService {
-    crate::router(app).map_request(strip_stage as fn(_) -> _)
+    crate::router(app).map_request(adapt as fn(_) -> _)
+}
+
+/// Translates the Lambda request for the router: the stage prefix off the path, the request
+/// context's source address as a plain [`AwsSourceIp`].
+fn adapt(mut request: lambda_http::Request) -> lambda_http::Request {
+    if let Some(ip) = source_ip(&request) {
+        request.extensions_mut().insert(AwsSourceIp(ip));
+    }
+    strip_stage(request)
+}
+
+/// The `requestContext` source IP of API Gateway (REST and HTTP API) and Function URLs.
+fn source_ip(request: &lambda_http::Request) -> Option<IpAddr> {
+    let ip = match request.extensions().get::<RequestContext>()? {
+        // REST API (payload v1): `requestContext.identity.sourceIp`.
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
+        // HTTP API and Function URLs (payload v2): `requestContext.http.sourceIp`.
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }?;
+    ip.parse().ok()
 }
 
 fn strip_stage(mut request: lambda_http::Request) -> lambda_http::Request {

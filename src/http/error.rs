@@ -1,8 +1,18 @@
 //! Errors (SPEC §10): every refusal is one variant with its code, status and a human sentence.
 //! Rendering adds the request id; nothing internal (keys, upstream bodies, causes) reaches the
 //! client.
+//!
+//! A handler returns `Err(ApiError)`; its [`IntoResponse`] sets the status and headers and
+//! leaves the error in the response's extensions, where the router's frame writes the body
+//! with the request id ([`ApiError::render`]). Code that must keep the whole answer (an
+//! idempotent reply) renders it at once with `render`.
 
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+
+use crate::calls::CallError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -113,6 +123,54 @@ impl ApiError {
         }
     }
 
+    /// Every code this service can answer with, for the OpenAPI document's test.
+    pub const CODES: [&'static str; 20] = [
+        "invalid_json",
+        "invalid_request",
+        "invalid_phone_number",
+        "destination_not_allowed",
+        "unauthorized",
+        "forbidden_origin",
+        "not_found",
+        "method_not_allowed",
+        "request_in_progress",
+        "payload_too_large",
+        "unsupported_media_type",
+        "idempotency_key_reused",
+        "rate_limited",
+        "internal_error",
+        "provider_error",
+        "provider_not_configured",
+        "rate_limit_unavailable",
+        "misconfigured",
+        "provider_timeout",
+        "request_timeout",
+    ];
+
+    /// The whole answer: status, the headers the status calls for, and the JSON body of
+    /// SPEC §10 with the request id.
+    pub fn render(&self, request_id: &str) -> Response {
+        let mut response = (self.status(), Json(self.body(request_id))).into_response();
+        self.add_headers(&mut response);
+        response
+    }
+
+    fn add_headers(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::RateLimited { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+    }
+
     /// The JSON body of SPEC §10.
     pub fn body<'a>(&self, request_id: &'a str) -> ErrorBody<'a> {
         ErrorBody {
@@ -124,6 +182,32 @@ impl ApiError {
         }
     }
 }
+
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
+            CallError::LimitsUnavailable => ApiError::RateLimitUnavailable,
+            CallError::Provider(reason) => ApiError::ProviderError(reason),
+            CallError::ProviderTimeout => ApiError::ProviderTimeout,
+        }
+    }
+}
+
+/// Status and headers now; the body is written by the router's frame, which knows the
+/// request id (an error is never answered without it).
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        self.add_headers(&mut response);
+        response.extensions_mut().insert(Unrendered(self));
+        response
+    }
+}
+
+/// An error answer whose body the frame still has to write.
+#[derive(Debug, Clone)]
+pub(crate) struct Unrendered(pub ApiError);
 
 /// `{"error": {"code", "message"}, "request_id"}` (SPEC §10), serialised straight from these
 /// fields (no intermediate `serde_json::Value`).

@@ -9,7 +9,6 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use super::cors::{self, OriginCheck};
-use super::{error_response, RequestId};
 use crate::app::App;
 use crate::config::ProblemKind;
 use crate::dispatch::ProviderKind;
@@ -20,14 +19,13 @@ const METHODS: &str = "GET, OPTIONS";
 
 pub async fn handle(
     State(app): State<Arc<App>>,
-    Extension(request_id): Extension<RequestId>,
     Extension(origin): Extension<OriginCheck>,
     request: Request,
-) -> Response {
+) -> Result<Response, ApiError> {
     match *request.method() {
-        Method::GET | Method::HEAD => report(&app),
-        Method::OPTIONS => cors::preflight(&origin, METHODS),
-        _ => error_response(&ApiError::MethodNotAllowed { allow: METHODS }, &request_id),
+        Method::GET | Method::HEAD => Ok(report(&app)),
+        Method::OPTIONS => Ok(cors::preflight(&origin, METHODS)),
+        _ => Err(ApiError::MethodNotAllowed { allow: METHODS }),
     }
 }
 

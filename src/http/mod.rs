@@ -4,6 +4,7 @@
 //! here, before any side effect), then the route's handler runs, then [`frame`] adds the CORS
 //! headers and `X-Request-Id` to whatever came back and writes the access log line.
 
+mod client_addr;
 pub mod cors;
 pub mod error;
 mod health;
@@ -17,16 +18,15 @@ use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::any;
-use axum::{Extension, Json, Router};
-use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::Router;
 use http::HeaderValue;
 
 use crate::app::App;
-use crate::http::error::ApiError;
 use crate::logging;
 use cors::OriginCheck;
+use error::{ApiError, Unrendered};
 
 /// `X-Request-Id`, built once (a `&str` header name is parsed on every insert).
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -69,12 +69,16 @@ async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
                 logging::CORS_VIOLATION
             );
             app.count(crate::metrics::Metric::CorsViolations, 1);
-            error_response(&ApiError::ForbiddenOrigin, &request_id)
+            ApiError::ForbiddenOrigin.render(&request_id.0)
         }
         _ => {
             request.extensions_mut().insert(request_id.clone());
             request.extensions_mut().insert(origin.clone());
-            next.run(request).await
+            let response = next.run(request).await;
+            match response.extensions().get::<Unrendered>() {
+                Some(Unrendered(error)) => error.render(&request_id.0),
+                None => response,
+            }
         }
     };
 
@@ -93,25 +97,6 @@ async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
     response
 }
 
-async fn not_found(Extension(request_id): Extension<RequestId>) -> Response {
-    error_response(&ApiError::NotFound, &request_id)
-}
-
-/// The JSON error of SPEC §10, with the headers its status calls for.
-pub fn error_response(error: &ApiError, request_id: &RequestId) -> Response {
-    let mut response = (error.status(), Json(error.body(&request_id.0))).into_response();
-    let headers = response.headers_mut();
-    match error {
-        ApiError::Unauthorized => {
-            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        ApiError::MethodNotAllowed { allow } => {
-            headers.insert(ALLOW, HeaderValue::from_static(allow));
-        }
-        ApiError::RateLimited { retry_after } => {
-            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
-        }
-        _ => {}
-    }
-    response
+async fn not_found() -> ApiError {
+    ApiError::NotFound
 }

@@ -15,7 +15,7 @@ use axum::Router;
 use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::{error_response, RequestId, X_REQUEST_ID};
+use super::X_REQUEST_ID;
 use crate::http::error::ApiError;
 
 /// The page's policy: its own scripts, styles, images and `fetch` only; no inline code, no
@@ -73,12 +73,9 @@ fn serve(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    let request_id = RequestId(uuid::Uuid::new_v4().to_string());
-    let mut response = error_response(
-        &ApiError::MethodNotAllowed { allow: "GET, HEAD" },
-        &request_id,
-    );
-    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = ApiError::MethodNotAllowed { allow: "GET, HEAD" }.render(&request_id);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     secure(response.headers_mut());

@@ -6,6 +6,7 @@
 //! clock, so the rules are the same whatever the store and tests need no sleeping.
 
 pub mod dynamodb;
+pub mod keys;
 pub mod memory;
 
 use async_trait::async_trait;
