@@ -13,7 +13,7 @@ use crate::dispatch::{CallRequest, DispatchError};
 use crate::http::error::ApiError;
 use crate::logging;
 use crate::metrics::{FailureClass, Metric};
-use crate::notify::{CallOutcome, Event, EventType, Source};
+use crate::notify::{CallOutcome, CallSource, Event, EventType};
 use crate::phone::AllowedNumber;
 use crate::store::{utc_day, Admission, LimitCheck, LimitKind, LimitStatus, Window};
 
@@ -82,7 +82,7 @@ impl App {
     /// Counts the request under its limits, places the call, reports the outcome.
     pub async fn start_call(&self, call: StartCall, request_id: &str) -> Outcome {
         // Written only into log lines that are on: nothing is formatted for a level that is off.
-        let masked = call.to.e164.masked_display();
+        let masked = call.to.e164.masked();
         let ip_prefix = call.client.map(|ip| ip.log_prefix_display());
         let Some(dispatcher) = self.dispatchers.pick(call.provider) else {
             return Outcome {
@@ -212,9 +212,9 @@ impl App {
                 name: call.name,
                 variables: call.variables,
                 source: if call.caller.is_authenticated() {
-                    Source::Api
+                    CallSource::Api
                 } else {
-                    Source::Web
+                    CallSource::Web
                 },
                 dry_run: provider == ProviderKind::DryRun,
                 error,

@@ -43,9 +43,10 @@ impl EventType {
     }
 }
 
+/// Who asked for the call: the event's `source` (`"web"` or `"api"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum CallSource {
     /// An anonymous browser visitor.
     Web,
     /// An authenticated server (API key).
@@ -61,7 +62,7 @@ pub struct CallOutcome {
     pub to: String,
     pub name: Option<String>,
     pub variables: BTreeMap<String, String>,
-    pub source: Source,
+    pub source: CallSource,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -93,5 +94,16 @@ pub struct NoWebhook;
 impl Notifier for NoWebhook {
     async fn notify(&self, _event: &Event, _request_id: &str) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_source_is_sent_as_web_or_api() {
+        assert_eq!(serde_json::to_value(CallSource::Web).unwrap(), "web");
+        assert_eq!(serde_json::to_value(CallSource::Api).unwrap(), "api");
     }
 }

@@ -21,13 +21,9 @@ impl E164 {
 
     /// The number masked for logs (SPEC §11): the country code and the last three digits,
     /// e.g. `+351******678`. The country code is found in the metadata index; an unknown code
-    /// keeps only the first digit.
-    pub fn masked(&self) -> String {
-        self.masked_display().to_string()
-    }
-
-    /// [`masked`](Self::masked), written only when a log line is.
-    pub fn masked_display(&self) -> Masked<'_> {
+    /// keeps only the first digit. Formatted, without allocating, only when it is written (a
+    /// log line that is on); `.to_string()` where a `String` is needed.
+    pub fn masked(&self) -> Masked<'_> {
         Masked(self)
     }
 }
@@ -131,10 +127,13 @@ mod tests {
     #[test]
     fn masking_keeps_the_country_code_and_last_three_digits() {
         assert_eq!(
-            normalize("+351912345678").unwrap().masked(),
+            normalize("+351912345678").unwrap().masked().to_string(),
             "+351******678"
         );
-        assert_eq!(normalize("+14155550123").unwrap().masked(), "+1*******123");
+        assert_eq!(
+            normalize("+14155550123").unwrap().masked().to_string(),
+            "+1*******123"
+        );
         assert!(!format!("{:?}", normalize("+351912345678").unwrap()).contains("912345"));
     }
 }

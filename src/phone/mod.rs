@@ -12,7 +12,7 @@
 //! **Metadata and cost.** The metadata is the libphonenumber XML the `phonenumber` crate ships
 //! (vendored in `assets/phonenumber/`, see its README), read with the crate's own loader. Only the
 //! territories that share a calling code with an allowed region are loaded, and each one's
-//! patterns are compiled once, with Unicode off, into one automaton ([`Matcher`]). The crate's
+//! patterns are compiled once, with Unicode off, into one automaton (`Matcher`). The crate's
 //! own validation is not on the request path: its global database deserialises all 254
 //! territories on first use (~100 ms), and even with a small database each check re-parses the
 //! number and looks every pattern up in a locked cache (most of a request's time, measured in
