@@ -14,7 +14,7 @@ use crate::config::Limits;
 use crate::dispatch::{CallDispatcher, CallRequest, DispatchError, ProviderKind};
 use crate::logging;
 use crate::metrics::{FailureClass, Metric, Metrics};
-use crate::notify::{CallOutcome, Event, EventType, Notifier, Source};
+use crate::notify::{CallOutcome, CallSource, Event, EventType, Notifier};
 use crate::phone::AllowedNumber;
 use crate::store::{
     keys, utc_day, Admission, LimitCheck, LimitKind, LimitStatus, RateLimiter, Window,
@@ -129,7 +129,7 @@ impl Ports<'_> {
         request_id: &str,
     ) -> Outcome {
         // Written only into log lines that are on: nothing is formatted for a level that is off.
-        let masked = call.to.e164.masked_display();
+        let masked = call.to.e164.masked();
         let ip_prefix = call.client.map(|ip| ip.log_prefix());
 
         let now_ms = self.clock.now_ms();
@@ -253,9 +253,9 @@ impl Ports<'_> {
                 name: call.name,
                 variables: call.variables,
                 source: if call.caller.is_authenticated() {
-                    Source::Api
+                    CallSource::Api
                 } else {
-                    Source::Web
+                    CallSource::Web
                 },
                 dry_run: provider == ProviderKind::DryRun,
                 error,

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chamada::config::WebhookConfig;
 use chamada::notify::{
-    sign, verify, Attempt, CallOutcome, Delivery, Event, EventType, MakeWebhook, Source,
+    sign, verify, Attempt, CallOutcome, CallSource, Delivery, Event, EventType, MakeWebhook,
     WebhookSecret,
 };
 use hmac::{Hmac, Mac};
@@ -286,7 +286,7 @@ fn event() -> Event {
             to: NUMBER.into(),
             name: None,
             variables: BTreeMap::new(),
-            source: Source::Api,
+            source: CallSource::Api,
             dry_run: false,
             error: None,
         },
