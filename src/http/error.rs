@@ -289,4 +289,33 @@ mod tests {
             "Too many calls. Try again in 24 hours."
         );
     }
+
+    #[test]
+    fn codes_lists_every_variants_code_once() {
+        let every = [
+            ApiError::InvalidJson,
+            ApiError::invalid("x"),
+            ApiError::InvalidPhoneNumber("x".into()),
+            ApiError::DestinationNotAllowed("x".into()),
+            ApiError::Unauthorized,
+            ApiError::ForbiddenOrigin,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed { allow: "GET" },
+            ApiError::RequestInProgress,
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::IdempotencyKeyReused,
+            ApiError::RateLimited { retry_after: 1 },
+            ApiError::Internal,
+            ApiError::ProviderError("x".into()),
+            ApiError::ProviderNotConfigured,
+            ApiError::RateLimitUnavailable,
+            ApiError::Misconfigured,
+            ApiError::ProviderTimeout,
+            ApiError::RequestTimeout,
+        ];
+        let codes: std::collections::BTreeSet<_> = every.iter().map(ApiError::code).collect();
+        assert_eq!(codes.len(), ApiError::CODES.len());
+        assert!(ApiError::CODES.iter().all(|c| codes.contains(c)));
+    }
 }

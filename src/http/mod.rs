@@ -8,6 +8,7 @@ mod client_addr;
 pub mod cors;
 pub mod error;
 mod health;
+pub mod openapi;
 pub mod page;
 mod start_call;
 
@@ -42,11 +43,17 @@ pub fn validate_body(bytes: &[u8], authenticated: bool) -> Result<(), ApiError> 
     start_call::fields(bytes, authenticated, None).map(|_| ())
 }
 
+/// The API's paths, the same on every platform (`openapi.yaml` lists each with its methods).
+pub const START_CALL: &str = "/api/start_call";
+pub const HEALTH: &str = "/api/health";
+pub const OPENAPI: &str = "/api/openapi.json";
+
 /// Builds the router. Paths are the same on every platform.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/api/start_call", any(start_call::handle))
-        .route("/api/health", any(health::handle))
+        .route(START_CALL, any(start_call::handle))
+        .route(HEALTH, any(health::handle))
+        .route(OPENAPI, any(openapi::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), frame))
         .with_state(app)

@@ -9,6 +9,7 @@ mod idempotency;
 mod limits;
 mod malformed;
 mod metrics;
+mod openapi;
 mod page;
 mod properties;
 mod providers;
