@@ -1,0 +1,54 @@
+//! Attribute values: the numbers written, and the attributes read back from items.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::store::StoreError;
+
+pub(super) fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(super) fn epoch_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+pub(super) fn number(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+) -> Result<u64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a whole number"))),
+        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing"))),
+    }
+}
+
+pub(super) fn number_list(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+) -> Result<Vec<u64>, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|v| match v {
+                AttributeValue::N(t) => t.parse().ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} holds a non-number"))),
+        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing"))),
+    }
+}
+
+pub(super) fn string<'a>(
+    item: &'a HashMap<String, AttributeValue>,
+    name: &str,
+) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing"))),
+    }
+}
