@@ -7,11 +7,10 @@
 //! the fingerprint, like the memory store.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::item::{epoch_secs, n, string};
-use super::{sdk_error, DynamoStore, PARTITION_KEY, TTL_ATTRIBUTE};
+use super::{conditional, Conditional, DynamoStore, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::store::{
     Begin, IdempotencyStore, StoreError, StoredResponse, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
@@ -38,32 +37,27 @@ impl IdempotencyStore for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let failure = match sent {
-            Ok(_) => return Ok(Begin::Started),
-            Err(SdkError::ServiceError(failure))
-                if failure.err().is_conditional_check_failed_exception() =>
-            {
-                failure
+        let old = match conditional("PutItem", sent)? {
+            Conditional::Written(_) => return Ok(Begin::Started),
+            Conditional::Failed(Some(old)) => old,
+            Conditional::Failed(None) => {
+                return Err(StoreError::corrupt("a failed begin returned no item"))
             }
-            Err(error) => return Err(sdk_error("PutItem", &error)),
         };
-        let old = match failure.err() {
-            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e) => e.item(),
-            _ => None,
-        }
-        .ok_or_else(|| StoreError::Corrupt("a failed begin returned no item".into()))?;
-        if string(old, "fp")? != fp {
+        if string(&old, "fp")? != fp {
             return Ok(Begin::Mismatch);
         }
-        match string(old, "st")? {
+        match string(&old, "st")? {
             IN_PROGRESS => Ok(Begin::InProgress),
             DONE => {
-                let response: StoredResponse = serde_json::from_str(string(old, "resp")?)
-                    .map_err(|_| StoreError::Corrupt("a stored answer does not parse".into()))?;
+                let response: StoredResponse = serde_json::from_str(string(&old, "resp")?)
+                    .map_err(|error| {
+                        StoreError::corrupt("a stored answer does not parse").caused_by(error)
+                    })?;
                 Ok(Begin::Replay(response))
             }
-            _ => Err(StoreError::Corrupt(
-                "an idempotency record has an unknown state".into(),
+            _ => Err(StoreError::corrupt(
+                "an idempotency record has an unknown state",
             )),
         }
     }
@@ -75,8 +69,9 @@ impl IdempotencyStore for DynamoStore {
         response: &StoredResponse,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(response)
-            .map_err(|_| StoreError::Corrupt("an answer does not serialise".into()))?;
+        let body = serde_json::to_string(response).map_err(|error| {
+            StoreError::corrupt("an answer does not serialise").caused_by(error)
+        })?;
         let expires = now_ms + IDEMPOTENCY_TTL_MS;
         let sent = self
             .client
@@ -95,14 +90,9 @@ impl IdempotencyStore for DynamoStore {
             )
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            // Taken over by a request with another body: nothing of ours to complete.
-            Err(SdkError::ServiceError(f)) if f.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(error) => Err(sdk_error("UpdateItem", &error)),
-        }
+        // A failed condition: taken over by a request with another body, nothing of ours to
+        // complete.
+        conditional("UpdateItem", sent).map(|_| ())
     }
 
     async fn release(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
@@ -119,12 +109,7 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(f)) if f.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(error) => Err(sdk_error("DeleteItem", &error)),
-        }
+        // A failed condition: not ours, or already finished; nothing to release.
+        conditional("DeleteItem", sent).map(|_| ())
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::item::{epoch_secs, n, number, number_list};
+use super::item::{epoch_secs, n, number, number_list, Item};
 use super::DynamoStore;
 use crate::store::{secs_until, LimitCheck, LimitStatus, StoreError, Window, DAY_MS};
 
@@ -92,7 +92,7 @@ impl DynamoStore {
     /// Reads the item a failed condition returned (`None`: there is no item any more).
     pub(super) fn verdict(
         check: &LimitCheck,
-        old: Option<&HashMap<String, AttributeValue>>,
+        old: Option<&Item>,
         now_ms: u64,
     ) -> Result<Verdict, StoreError> {
         let Some(old) = old else {
@@ -123,8 +123,8 @@ impl DynamoStore {
                 if count >= u64::from(check.max) {
                     Ok(Verdict::Refuse(refused(check, end_of_day(now_ms), now_ms)))
                 } else {
-                    Err(StoreError::Corrupt(
-                        "a day counter below its limit failed its condition".into(),
+                    Err(StoreError::corrupt(
+                        "a day counter below its limit failed its condition",
                     ))
                 }
             }
@@ -134,7 +134,7 @@ impl DynamoStore {
     /// The status after an admission whose resulting item is known.
     pub(super) fn status_from_item(
         check: &LimitCheck,
-        item: &HashMap<String, AttributeValue>,
+        item: &Item,
         now_ms: u64,
     ) -> Result<LimitStatus, StoreError> {
         match window_ms(check) {

@@ -30,14 +30,20 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::item::{n, number, number_list};
 use super::limit_item::{Step, Verdict};
-use super::{sdk_error, DynamoStore, MAX_ATTEMPTS, PARTITION_KEY};
+use super::{
+    conditional, not_built, sdk_error, Conditional, DynamoStore, MAX_ATTEMPTS, PARTITION_KEY,
+};
 use crate::store::{Admission, LimitCheck, LimitStatus, RateLimiter, StoreError, Window};
+
+/// Why an admission or refund gave up after [`MAX_ATTEMPTS`] writes.
+const CONTENDED: &str = "gave up: the limit items kept changing under contention";
 
 impl DynamoStore {
     async fn admit_one(&self, check: &LimitCheck, now_ms: u64) -> Result<Admission, StoreError> {
@@ -58,32 +64,21 @@ impl DynamoStore {
                 )
                 .send()
                 .await;
-            match sent {
-                Ok(output) => {
+            match conditional("UpdateItem", sent)? {
+                Conditional::Written(output) => {
                     let item = output
                         .attributes()
-                        .ok_or_else(|| StoreError::Corrupt("UpdateItem returned no item".into()))?;
+                        .ok_or_else(|| StoreError::corrupt("UpdateItem returned no item"))?;
                     let status = Self::status_from_item(check, item, now_ms)?;
                     return Ok(Admission::Admitted(vec![status]));
                 }
-                Err(SdkError::ServiceError(failure))
-                    if failure.err().is_conditional_check_failed_exception() =>
-                {
-                    let old = match failure.err() {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e) => e.item(),
-                        _ => None,
-                    };
-                    match Self::verdict(check, old, now_ms)? {
-                        Verdict::Refuse(by) => return Ok(Admission::Refused { by }),
-                        Verdict::Retry(next) => step = next,
-                    }
-                }
-                Err(error) => return Err(sdk_error("UpdateItem", &error)),
+                Conditional::Failed(old) => match Self::verdict(check, old.as_ref(), now_ms)? {
+                    Verdict::Refuse(by) => return Ok(Admission::Refused { by }),
+                    Verdict::Retry(next) => step = next,
+                },
             }
         }
-        Err(StoreError::Unavailable(
-            "limit item kept changing under contention".into(),
-        ))
+        Err(StoreError::unavailable("UpdateItem", CONTENDED))
     }
 
     async fn admit_all(&self, checks: &[LimitCheck], now_ms: u64) -> Result<Admission, StoreError> {
@@ -102,7 +97,7 @@ impl DynamoStore {
                         ReturnValuesOnConditionCheckFailure::AllOld,
                     )
                     .build()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    .map_err(not_built("TransactWriteItems"))?;
                 items.push(TransactWriteItem::builder().update(update).build());
             }
             let sent = self
@@ -125,18 +120,22 @@ impl DynamoStore {
                 {
                     failure
                 }
-                Err(error) => return Err(sdk_error("TransactWriteItems", &error)),
+                Err(error) => return Err(sdk_error("TransactWriteItems", error)),
             };
             let reasons = match failure.err() {
-                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e) => e.cancellation_reasons(),
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    e.cancellation_reasons()
+                }
                 _ => &[],
             };
             if reasons.len() != checks.len() {
-                return Err(StoreError::Corrupt(
-                    "transaction cancelled without one reason per item".into(),
-                ));
+                return Err(StoreError::corrupt(
+                    "transaction cancelled without one reason per item",
+                )
+                .caused_by(failure.into_err()));
             }
             let mut refused_by: Option<LimitStatus> = None;
+            let mut unexpected: Option<String> = None;
             for (i, (check, reason)) in checks.iter().zip(reasons).enumerate() {
                 match reason.code() {
                     // Passed; cancelled because of another item. Same write again.
@@ -157,19 +156,23 @@ impl DynamoStore {
                     | Some("ThrottlingError")
                     | Some("ProvisionedThroughputExceeded") => {}
                     Some(other) => {
-                        return Err(StoreError::Unavailable(format!(
-                            "TransactWriteItems cancelled: {other}"
-                        )))
+                        unexpected = Some(other.to_string());
+                        break;
                     }
                 }
+            }
+            if let Some(code) = unexpected {
+                return Err(StoreError::unavailable(
+                    "TransactWriteItems",
+                    format!("cancelled: {code}"),
+                )
+                .caused_by(failure.into_err()));
             }
             if let Some(by) = refused_by {
                 return Ok(Admission::Refused { by });
             }
         }
-        Err(StoreError::Unavailable(
-            "limit items kept changing under contention".into(),
-        ))
+        Err(StoreError::unavailable("TransactWriteItems", CONTENDED))
     }
 }
 
@@ -210,15 +213,8 @@ impl DynamoStore {
                 .expression_attribute_values(":zero", n(0))
                 .send()
                 .await;
-            return match sent {
-                Ok(_) => Ok(()),
-                Err(SdkError::ServiceError(f))
-                    if f.err().is_conditional_check_failed_exception() =>
-                {
-                    Ok(())
-                }
-                Err(error) => Err(sdk_error("UpdateItem", &error)),
-            };
+            // A failed condition: the counter is at zero already, nothing to give back.
+            return conditional("UpdateItem", sent).map(|_| ());
         }
         for _ in 0..MAX_ATTEMPTS {
             let read = self
@@ -229,7 +225,7 @@ impl DynamoStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|error| sdk_error("GetItem", &error))?;
+                .map_err(|error| sdk_error("GetItem", error))?;
             let Some(item) = read.item() else {
                 return Ok(());
             };
@@ -248,15 +244,11 @@ impl DynamoStore {
                 .expression_attribute_values(":one", n(1))
                 .send()
                 .await;
-            match sent {
-                Ok(_) => return Ok(()),
-                Err(SdkError::ServiceError(f))
-                    if f.err().is_conditional_check_failed_exception() => {}
-                Err(error) => return Err(sdk_error("UpdateItem", &error)),
+            // A failed condition: the list changed since it was read; read it again.
+            if let Conditional::Written(_) = conditional("UpdateItem", sent)? {
+                return Ok(());
             }
         }
-        Err(StoreError::Unavailable(
-            "limit item kept changing under contention".into(),
-        ))
+        Err(StoreError::unavailable("UpdateItem", CONTENDED))
     }
 }

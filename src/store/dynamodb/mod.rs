@@ -13,7 +13,15 @@
 //! Any error other than a failed condition (unreachable, timed out, throttled past the SDK's
 //! retries, or an answer that does not parse) is a [`StoreError`]; the service then answers
 //! `503 rate_limit_unavailable` and places no call. Error texts carry operation names and
-//! error codes only, never keys.
+//! error codes only, never keys; the SDK's error is kept as the error's source.
+//!
+//! # Files
+//! This one: the client configuration, [`DynamoStore`] and its keys, and the handling of SDK
+//! answers every operation shares (`sdk_error`, `conditional`). `limits` is the
+//! [`RateLimiter`](crate::store::RateLimiter), with `limit_item` (what an attempt writes to a
+//! limit item and what an item read back means); `idempotency` the
+//! [`IdempotencyStore`](crate::store::IdempotencyStore); `item` reads and writes attribute
+//! values; `table` creates the table for local runs and tests.
 
 mod idempotency;
 mod item;
@@ -23,18 +31,23 @@ mod table;
 
 pub use table::create_table;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader};
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+use self::item::Item;
 use super::{LimitCheck, StoreError};
 
 /// The most writes one admission makes: the common case needs one, a list full of expired
@@ -106,11 +119,7 @@ impl DynamoStore {
         mac.update(domain.as_bytes());
         mac.update(&[0]);
         mac.update(value.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(mac.finalize().into_bytes())
     }
 
     fn limit_pk(&self, check: &LimitCheck) -> String {
@@ -122,24 +131,121 @@ impl DynamoStore {
     }
 }
 
-/// An SDK failure, described by kind and error code only (no request content).
-fn sdk_error<E, R>(operation: &str, error: &SdkError<E, R>) -> StoreError
+/// An SDK failure: its kind and error code in the text (no request content), and as the
+/// source the SDK's own error (not the raw HTTP answer the `SdkError` also holds).
+fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
 where
-    E: ProvideErrorMetadata,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let what = match error {
-        SdkError::TimeoutError(_) => "timed out".to_string(),
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => "timed out".to_string(),
-        SdkError::DispatchFailure(_) => "unreachable".to_string(),
-        SdkError::ResponseError(_) => "answered something unreadable".to_string(),
-        SdkError::ConstructionFailure(_) => "request could not be built".to_string(),
-        SdkError::ServiceError(failure) => {
-            format!(
-                "refused: {}",
-                failure.err().code().unwrap_or("unknown error")
-            )
-        }
-        _ => "failed".to_string(),
+    let failure: Cow<'static, str> = match &error {
+        SdkError::TimeoutError(_) => "timed out".into(),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => "timed out".into(),
+        SdkError::DispatchFailure(_) => "unreachable".into(),
+        SdkError::ResponseError(_) => "answered something unreadable".into(),
+        SdkError::ConstructionFailure(_) => "request could not be built".into(),
+        SdkError::ServiceError(failure) => format!(
+            "refused: {}",
+            failure.err().code().unwrap_or("unknown error")
+        )
+        .into(),
+        _ => "failed".into(),
     };
-    StoreError::Unavailable(format!("{operation} {what}"))
+    StoreError::Unavailable {
+        operation,
+        failure,
+        source: error.into_source().ok(),
+    }
+}
+
+/// A request its builder refused (a required field missing: a bug here, not the store), in the
+/// words [`sdk_error`] uses for the same failure inside the SDK.
+fn not_built(operation: &'static str) -> impl FnOnce(BuildError) -> StoreError {
+    move |error| StoreError::unavailable(operation, "request could not be built").caused_by(error)
+}
+
+/// What a conditional single-item write came to.
+enum Conditional<T> {
+    /// Written: the operation's output.
+    Written(T),
+    /// The condition failed. The item as it was, when the request asked for it
+    /// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and there was one.
+    Failed(Option<Item>),
+}
+
+/// The errors of the single-item writes: a failed condition carries the item as it was.
+trait ConditionFailure {
+    fn is_condition_failed(&self) -> bool;
+    /// The item the failed condition returned (`None` for any other error).
+    fn into_old_item(self) -> Option<Item>;
+}
+
+macro_rules! condition_failure {
+    ($($error:ty),*) => {$(
+        impl ConditionFailure for $error {
+            fn is_condition_failed(&self) -> bool {
+                self.is_conditional_check_failed_exception()
+            }
+
+            fn into_old_item(self) -> Option<Item> {
+                match self {
+                    Self::ConditionalCheckFailedException(failed) => failed.item,
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+condition_failure!(PutItemError, UpdateItemError, DeleteItemError);
+
+/// What `sent`, the answer to a conditional `operation`, came to: written, or the condition
+/// failed (with the old item when asked for); any other failure is a [`StoreError`].
+fn conditional<T, E, R>(
+    operation: &'static str,
+    sent: Result<T, SdkError<E, R>>,
+) -> Result<Conditional<T>, StoreError>
+where
+    E: ConditionFailure + ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match sent {
+        Ok(output) => Ok(Conditional::Written(output)),
+        Err(SdkError::ServiceError(failure)) if failure.err().is_condition_failed() => {
+            Ok(Conditional::Failed(failure.into_err().into_old_item()))
+        }
+        Err(error) => Err(sdk_error(operation, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LimitKind, Window};
+
+    /// The keys already in the table stay the keys: `rl#`/`idem#` and the lowercase hex of
+    /// the HMAC-SHA256 of the domain, a zero byte and the key.
+    #[test]
+    fn partition_keys_are_the_prefixed_lowercase_hex_hmac() {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .build();
+        let store = DynamoStore::new(
+            Client::from_conf(config),
+            "table",
+            &SecretString::from("test-hash-key-0123456789abcdef0123456789"),
+        );
+        let check = LimitCheck {
+            kind: LimitKind::Ip,
+            key: "a limit key".into(),
+            max: 3,
+            window: Window::UtcDay,
+        };
+        assert_eq!(
+            store.limit_pk(&check),
+            "rl#6a1403512ce2130f0a244fc603308266d3ac4397725eecd8821de064078ee00d"
+        );
+        assert_eq!(
+            store.idempotency_pk("k1"),
+            "idem#72d93bcdf26423ab7b7ada621233617de0d705934a48d6e48c2601b836a05091"
+        );
+    }
 }

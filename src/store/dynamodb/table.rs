@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{sdk_error, PARTITION_KEY, TTL_ATTRIBUTE};
+use super::{not_built, sdk_error, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::store::StoreError;
 
 /// Creates the table (partition key `pk` string, on-demand billing) unless it exists, waits
@@ -23,14 +23,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
                 .attribute_name(PARTITION_KEY)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(not_built("CreateTable"))?,
         )
         .key_schema(
             KeySchemaElement::builder()
                 .attribute_name(PARTITION_KEY)
                 .key_type(KeyType::Hash)
                 .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(not_built("CreateTable"))?,
         )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
@@ -38,7 +38,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
     {
         Ok(_) => true,
         Err(error) if error.code() == Some("ResourceInUseException") => false,
-        Err(error) => return Err(sdk_error("CreateTable", &error)),
+        Err(error) => return Err(sdk_error("CreateTable", error)),
     };
     wait_until_active(client, table).await?;
     let ttl = client
@@ -49,7 +49,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
                 .enabled(true)
                 .attribute_name(TTL_ATTRIBUTE)
                 .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(not_built("UpdateTimeToLive"))?,
         )
         .send()
         .await;
@@ -57,7 +57,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
         Ok(_) => Ok(created),
         // Already enabled on this attribute.
         Err(error) if error.code() == Some("ValidationException") && !created => Ok(created),
-        Err(error) => Err(sdk_error("UpdateTimeToLive", &error)),
+        Err(error) => Err(sdk_error("UpdateTimeToLive", error)),
     }
 }
 
@@ -71,13 +71,14 @@ async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreErro
             .table_name(table)
             .send()
             .await
-            .map_err(|e| sdk_error("DescribeTable", &e))?;
+            .map_err(|error| sdk_error("DescribeTable", error))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(StoreError::Unavailable(
-        "table did not become active in 60 s".into(),
+    Err(StoreError::unavailable(
+        "DescribeTable",
+        "gave up: the table did not become active in 60 s",
     ))
 }
