@@ -166,7 +166,7 @@ impl RateLimiter for MemoryStore {
         let mut statuses = Vec::with_capacity(checks.len());
         for check in checks {
             let Some(counter) = inner.counters.get_mut(&check.key) else {
-                return Err(StoreError::Corrupt("counter vanished under lock".into()));
+                return Err(StoreError::corrupt("counter vanished under lock"));
             };
             let (count, reset_at) = match counter {
                 Counter::Rolling { window_ms, times } => {

@@ -9,6 +9,8 @@ pub mod dynamodb;
 pub mod keys;
 pub mod memory;
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -102,12 +104,62 @@ impl Admission {
     }
 }
 
+/// The cause kept under a [`StoreError`]: the SDK's error, a parse error.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a store could not answer. The text names the operation and what went wrong (an error
+/// code at most), never keys or values, so it may be logged as it is (`error = %error`); the
+/// cause, when there is one, is the [`source`](std::error::Error::source), which `{:?}` and a
+/// walk of the error chain show.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("store answered something unexpected: {0}")]
-    Corrupt(String),
+    /// Unreachable, timed out, throttled past the retries, refused, or the items kept changing
+    /// under contention.
+    #[error("store unavailable: {operation} {failure}")]
+    Unavailable {
+        /// The store operation, such as `UpdateItem`.
+        operation: &'static str,
+        /// What went wrong: `timed out`, `refused: ThrottlingException`, …
+        failure: Cow<'static, str>,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The store answered something this code cannot read.
+    #[error("store answered something unexpected: {what}")]
+    Corrupt {
+        what: Cow<'static, str>,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// `operation` failed, in the words of `failure`.
+    pub fn unavailable(operation: &'static str, failure: impl Into<Cow<'static, str>>) -> Self {
+        StoreError::Unavailable {
+            operation,
+            failure: failure.into(),
+            source: None,
+        }
+    }
+
+    /// An answer that cannot be read, described by `what`.
+    pub fn corrupt(what: impl Into<Cow<'static, str>>) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause`.
+    pub fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        match &mut self {
+            StoreError::Unavailable { source, .. } | StoreError::Corrupt { source, .. } => {
+                *source = Some(cause.into());
+            }
+        }
+        self
+    }
 }
 
 /// The rolling-window limiter. All-or-nothing: a request is counted under every check or none.

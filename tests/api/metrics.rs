@@ -167,11 +167,11 @@ struct BrokenStore;
 #[async_trait]
 impl RateLimiter for BrokenStore {
     async fn admit(&self, _: &[LimitCheck], _: u64) -> Result<Admission, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("UpdateItem", "unreachable").caused_by("connection refused"))
     }
 
     async fn refund(&self, _: &[LimitCheck], _: u64) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("UpdateItem", "unreachable").caused_by("connection refused"))
     }
 }
 

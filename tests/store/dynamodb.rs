@@ -305,6 +305,56 @@ async fn nonsense_and_throttled_answers_fail_closed_with_503_and_no_call() {
     }
 }
 
+/// The messages of an error and of each of its causes, outermost first.
+fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_store_error_names_the_operation_never_a_key_and_keeps_the_sdk_cause() {
+    let checks = [ip("203.0.113.10", 1), number(NUMBER, 3)];
+    let no_key = |text: &str| {
+        !text.contains("203.0.113") && !text.contains(&NUMBER[1..]) && !text.contains(HASH_KEY)
+    };
+
+    let (endpoint, _) = fake_dynamodb(THROTTLED).await;
+    let client = client_for(&endpoint, &RoundTrips::default(), None).await;
+    let store = DynamoStore::new(client, TABLE, &SecretString::from(HASH_KEY));
+    let error = store.admit(&checks[..1], NOON_MS).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "store unavailable: UpdateItem refused: ThrottlingException"
+    );
+    let causes = chain(&error);
+    assert!(
+        causes[1..].iter().any(|c| c.contains("Rate exceeded")),
+        "{causes:?}"
+    );
+    assert!(
+        format!("{error:?}").contains("ThrottlingException"),
+        "{error:?}"
+    );
+    assert!(causes.iter().all(|c| no_key(c)), "{causes:?}");
+
+    let mut server = Dynoxide::start().await;
+    let (store, _) = server.store().await;
+    server.stop().await;
+    let error = store.admit(&checks, NOON_MS).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "store unavailable: TransactWriteItems unreachable"
+    );
+    let causes = chain(&error);
+    assert!(
+        causes.len() > 1,
+        "the SDK's error is the source: {causes:?}"
+    );
+    assert!(format!("{error:?}").contains("ConnectorError"), "{error:?}");
+    assert!(causes.iter().all(|c| no_key(c)), "{causes:?}");
+}
+
 #[tokio::test]
 async fn a_corrupt_item_fails_closed_rather_than_admitting() {
     let server = Dynoxide::start().await;
