@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
+const VERCEL_JSON: &str = include_str!("../../vercel.json");
 const STORE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/dynamodb");
 
 /// The source of the DynamoDB store: every `.rs` file under `src/store/dynamodb/`.
@@ -74,18 +75,59 @@ fn the_function_receives_every_variable_the_configuration_reads() {
     assert!(TEMPLATE.contains("          LOG_FORMAT: json"));
 }
 
+/// Every API operation of `openapi.yaml` (as the router serves it) has its route on API
+/// Gateway; the page is the local server's only.
 #[test]
-fn the_http_api_routes_are_the_routers_endpoints() {
-    for (path, method) in [
-        ("/api/start_call", "POST"),
-        ("/api/start_call", "OPTIONS"),
-        ("/api/health", "GET"),
-        ("/api/health", "OPTIONS"),
-    ] {
-        let route = format!("Path: {path}\n            Method: {method}");
+fn the_http_api_routes_are_the_documented_operations() {
+    let document: serde_json::Value =
+        serde_json::from_str(chamada::http::openapi::DOCUMENT).unwrap();
+    let mut routes = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for method in operations.as_object().unwrap().keys() {
+            let method = method.to_ascii_uppercase();
+            let route = format!("Path: {path}\n            Method: {method}");
+            routes += 1;
+            assert!(
+                TEMPLATE.contains(&route),
+                "no {method} {path} route in template.yaml"
+            );
+        }
+    }
+    assert_eq!(
+        routes, 6,
+        "start_call, health and openapi.json: GET/POST and OPTIONS each"
+    );
+}
+
+/// Vercel runs one function per `api/*.rs`; every other API path of the document is rewritten
+/// to one of them (each function runs the whole router).
+#[test]
+fn every_documented_api_path_reaches_a_vercel_function() {
+    let document: serde_json::Value =
+        serde_json::from_str(chamada::http::openapi::DOCUMENT).unwrap();
+    let vercel: serde_json::Value = serde_json::from_str(VERCEL_JSON).unwrap();
+    for path in document["paths"].as_object().unwrap().keys() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        let function = format!("{}.rs", path.trim_start_matches('/'));
+        let rewritten = vercel["rewrites"].as_array().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r["source"] == path.as_str()
+                    && vercel["functions"]
+                        .get(format!(
+                            "{}.rs",
+                            r["destination"].as_str().unwrap().trim_start_matches('/')
+                        ))
+                        .is_some()
+            })
+        });
         assert!(
-            TEMPLATE.contains(&route),
-            "no {method} {path} route in template.yaml"
+            vercel["functions"].get(&function).is_some() || rewritten,
+            "{path} reaches no Vercel function"
         );
     }
 }
