@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when anything that looks like a real secret is in the tree or its history (SPEC §12):
+# Fails when anything that looks like a real secret is in the tree or its history (docs/API.md §12):
 # an ElevenLabs-style key (sk_ + 48 hex), an AWS access key id, a private key, a Make hook URL.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"

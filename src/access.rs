@@ -1,4 +1,4 @@
-//! Access policy (SPEC §3): who may start a call.
+//! Access policy (docs/API.md §3): who may start a call.
 //!
 //! Keys are kept only as SHA-256 digests and compared in constant time against the digest of the
 //! presented key, so neither the comparison time nor the key length leaks, and every configured

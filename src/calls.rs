@@ -1,5 +1,5 @@
-//! The use case: a validated request becomes a call. Limits (SPEC §5), dispatch (SPEC §7), the
-//! webhook (SPEC §9) and the operators' log lines (SPEC §11). It takes the ports it needs
+//! The use case: a validated request becomes a call. Limits (docs/API.md §5), dispatch (docs/API.md §7), the
+//! webhook (docs/API.md §9) and the operators' log lines (docs/API.md §11). It takes the ports it needs
 //! ([`Ports`]) and the dispatcher already chosen, and answers in its own terms ([`CallError`]);
 //! the HTTP layer turns that into statuses and bodies.
 

@@ -1,4 +1,4 @@
-//! Client IP (SPEC §5): from the platform, never from a header a client can set.
+//! Client IP (docs/API.md §5): from the platform, never from a header a client can set.
 //!
 //! The source is a seam: [`ClientIpSource`] says where the address comes from on each platform;
 //! the HTTP layer reads it from the request (`http::client_addr`), the Lambda adapter turns
@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
-/// Where the client IP comes from (SPEC §5). Never from a header a client can set.
+/// Where the client IP comes from (docs/API.md §5). Never from a header a client can set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientIpSource {
     /// The TCP peer address (local server).
@@ -67,7 +67,7 @@ impl IpKey {
         }
     }
 
-    /// What the logs may show (SPEC §11): the /24 of IPv4, the /64 of IPv6. Written only when
+    /// What the logs may show (docs/API.md §11): the /24 of IPv4, the /64 of IPv6. Written only when
     /// a log line is (no allocation for a request whose log level is off).
     pub fn log_prefix(self) -> LogPrefix {
         LogPrefix(self)

@@ -1,4 +1,4 @@
-//! Logs (SPEC §11): one JSON object per line on stdout, or `LOG_FORMAT=pretty` for humans.
+//! Logs (docs/API.md §11): one JSON object per line on stdout, or `LOG_FORMAT=pretty` for humans.
 //!
 //! The operators' searches depend on the exact words of these messages; keep them.
 

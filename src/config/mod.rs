@@ -1,4 +1,4 @@
-//! Configuration (SPEC §3): one typed structure, read once at start-up from the environment,
+//! Configuration (docs/API.md §3): one typed structure, read once at start-up from the environment,
 //! section by section (access, origins, phone policy, limits and store, client address,
 //! providers, webhook, logs). Every check of a value lives in this module; what it finds is a
 //! [`Problem`] with the variable's name, its kind and a reason.
@@ -18,6 +18,7 @@ mod checks;
 mod problem;
 mod providers;
 mod reader;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -31,11 +32,11 @@ use crate::dispatch::elevenlabs::ElevenLabsConfig;
 use crate::dispatch::livekit::LiveKitConfig;
 use crate::dispatch::ProviderKind;
 use crate::logging::LogFormat;
+use crate::notify::WebhookConfig;
 use crate::phone::{self, E164};
 use crate::store::StoreKind;
 
 pub use problem::{Problem, ProblemKind, Scope};
-pub use providers::WebhookConfig;
 use reader::Reader;
 pub use reader::{ProcessEnv, Source};
 
@@ -166,7 +167,7 @@ impl Config {
         let allowed_origins = origins(&mut r, public_calls);
         let (caller_id, default_fallback_phone, allowed_countries) = phone_policy(&mut r);
         let limits = limits(&mut r);
-        let store = store(&mut r);
+        let store = store::read(&mut r);
         let client_ip_source = client_ip_source(&mut r, platform);
         let providers = providers::read(&mut r, caller_id);
         let webhook = providers::webhook(&mut r);
@@ -354,69 +355,6 @@ fn limits(r: &mut Reader) -> Limits {
         window_secs: r
             .number("RATE_LIMIT_WINDOW", 1, 366 * 86_400)
             .unwrap_or(86_400),
-    }
-}
-
-/// The store section as read.
-struct StoreSettings {
-    kind: StoreKind,
-    explicit: bool,
-    table: Option<String>,
-    hash_key: SecretString,
-}
-
-fn store(r: &mut Reader) -> StoreSettings {
-    let production = r.production;
-    let table = r.value("RATE_LIMIT_TABLE");
-    let (kind, explicit) = match r.value("RATE_LIMIT_STORE").as_deref() {
-        Some("memory") => (StoreKind::Memory, true),
-        Some("dynamodb") => (StoreKind::DynamoDb, true),
-        Some(_) => {
-            r.refuse("RATE_LIMIT_STORE", "expected memory or dynamodb");
-            (StoreKind::Memory, true)
-        }
-        None if table.is_some() => (StoreKind::DynamoDb, false),
-        None => (StoreKind::Memory, false),
-    };
-    if kind == StoreKind::DynamoDb && table.is_none() {
-        r.missing(
-            "RATE_LIMIT_TABLE",
-            "RATE_LIMIT_STORE=dynamodb needs the table name in RATE_LIMIT_TABLE",
-        );
-    }
-    if production && kind == StoreKind::Memory && !explicit {
-        // Serverless instances share no memory: production must name its store.
-        r.missing(
-            "RATE_LIMIT_TABLE",
-            "production needs a shared store: set RATE_LIMIT_TABLE (DynamoDB), or RATE_LIMIT_STORE=memory to count per instance",
-        );
-    }
-    // Shared stores keep keyed hashes of IPs and numbers: production needs its own key.
-    let hash_key_required = production && kind == StoreKind::DynamoDb;
-    let hash_key = match r.secret("RATE_LIMIT_HASH_KEY") {
-        Some(key) if hash_key_required && key.expose_secret().len() < MIN_HASH_KEY_LEN => {
-            r.refuse(
-                "RATE_LIMIT_HASH_KEY",
-                "needs 32 characters or more in production",
-            );
-            key
-        }
-        Some(key) => key,
-        None => {
-            if hash_key_required && !r.has_problem("RATE_LIMIT_HASH_KEY") {
-                r.missing(
-                    "RATE_LIMIT_HASH_KEY",
-                    "production on DynamoDB needs a secret of 32 characters or more",
-                );
-            }
-            SecretString::from(DEVELOPMENT_HASH_KEY)
-        }
-    };
-    StoreSettings {
-        kind,
-        explicit,
-        table,
-        hash_key,
     }
 }
 

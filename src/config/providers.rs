@@ -4,22 +4,13 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
-
 use super::problem::Scope;
 use super::reader::Reader;
 use crate::dispatch::elevenlabs::{ElevenLabsConfig, ElevenLabsNumbers};
 use crate::dispatch::livekit::LiveKitConfig;
 use crate::dispatch::ProviderKind;
+use crate::notify::WebhookConfig;
 use crate::phone::E164;
-
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub url: String,
-    pub secret: Option<SecretString>,
-    pub timeout: Duration,
-    pub retries: u32,
-}
 
 /// The providers section as read.
 pub(super) struct Providers {

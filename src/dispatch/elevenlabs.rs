@@ -1,4 +1,4 @@
-//! ElevenLabs Conversational AI outbound calls (SPEC §7).
+//! ElevenLabs Conversational AI outbound calls (docs/API.md §7).
 //!
 //! One `POST {ELEVENLABS_API_BASE}/v1/convai/{twilio|sip-trunk}/outbound-call` per call, never
 //! retried, bounded by `PROVIDER_TIMEOUT`. Whatever ElevenLabs answers is reduced to a short,

@@ -1,4 +1,4 @@
-//! LiveKit SIP outbound calls (SPEC §7), through the `livekit-api` crate.
+//! LiveKit SIP outbound calls (docs/API.md §7), through the `livekit-api` crate.
 //!
 //! Per call: with `LIVEKIT_AGENT_NAME`, an agent dispatch into the new room `call-<call_id>`
 //! first (so the agent is there when the callee picks up), then `CreateSIPParticipant` on

@@ -1,4 +1,4 @@
-//! Dispatch (SPEC §7): placing the call. One [`CallDispatcher`] per provider; the service picks
+//! Dispatch (docs/API.md §7): placing the call. One [`CallDispatcher`] per provider; the service picks
 //! one per request. A provider call is never retried here: a retry can ring somebody twice.
 
 pub mod elevenlabs;

@@ -1,4 +1,4 @@
-//! CORS (SPEC §4): exact byte match against `ALLOWED_ORIGINS`, decided before any side effect.
+//! CORS (docs/API.md §4): exact byte match against `ALLOWED_ORIGINS`, decided before any side effect.
 
 use axum::response::{IntoResponse, Response};
 use http::header::{

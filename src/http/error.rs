@@ -1,4 +1,4 @@
-//! Errors (SPEC §10): every refusal is one variant with its code, status and a human sentence.
+//! Errors (docs/API.md §10): every refusal is one variant with its code, status and a human sentence.
 //! Rendering adds the request id; nothing internal (keys, upstream bodies, causes) reaches the
 //! client.
 //!
@@ -148,7 +148,7 @@ impl ApiError {
     ];
 
     /// The whole answer: status, the headers the status calls for, and the JSON body of
-    /// SPEC §10 with the request id.
+    /// docs/API.md §10 with the request id.
     pub fn render(&self, request_id: &str) -> Response {
         let mut response = (self.status(), Json(self.body(request_id))).into_response();
         self.add_headers(&mut response);
@@ -171,7 +171,7 @@ impl ApiError {
         }
     }
 
-    /// The JSON body of SPEC §10.
+    /// The JSON body of docs/API.md §10.
     pub fn body<'a>(&self, request_id: &'a str) -> ErrorBody<'a> {
         ErrorBody {
             error: ErrorDetail {
@@ -209,7 +209,7 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Clone)]
 pub(crate) struct Unrendered(pub ApiError);
 
-/// `{"error": {"code", "message"}, "request_id"}` (SPEC §10), serialised straight from these
+/// `{"error": {"code", "message"}, "request_id"}` (docs/API.md §10), serialised straight from these
 /// fields (no intermediate `serde_json::Value`).
 #[derive(Debug, serde::Serialize)]
 pub struct ErrorBody<'a> {

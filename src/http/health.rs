@@ -1,4 +1,4 @@
-//! `GET /api/health` (SPEC §2): is the configuration complete? Names only, never values.
+//! `GET /api/health` (docs/API.md §2): is the configuration complete? Names only, never values.
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //!
 //! Every page answer carries a strict `Content-Security-Policy` (the page loads nothing but its
 //! own files and talks only to its own origin), `X-Content-Type-Options: nosniff`, and no
-//! framing. Methods other than GET/HEAD get the JSON `405` of SPEC §10.
+//! framing. Methods other than GET/HEAD get the JSON `405` of docs/API.md §10.
 
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};

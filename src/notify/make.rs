@@ -12,8 +12,16 @@ use tokio::time::Instant;
 use super::backoff::{parse_retry_after, pause_within, Backoff};
 use super::signature::{sign, InvalidSecret, WebhookSecret};
 use super::{Event, Notifier};
-use crate::config::WebhookConfig;
 use crate::logging;
+
+/// The Make webhook's settings (`MAKE_WEBHOOK_*`, `WEBHOOK_*`), read by `config`.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Option<SecretString>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
 
 /// How much longer than one attempt the whole delivery may take (pauses and retries).
 pub const RETRY_ALLOWANCE: Duration = Duration::from_secs(15);

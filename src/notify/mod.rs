@@ -1,4 +1,4 @@
-//! Call outcomes for the Make.com webhook (SPEC §9). The [`Notifier`] port is what the service
+//! Call outcomes for the Make.com webhook (docs/API.md §9). The [`Notifier`] port is what the service
 //! calls after every dispatch; delivery failures are the notifier's to log, never the caller's
 //! error.
 //!
@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 pub use backoff::{parse_retry_after, pause_within, Backoff};
-pub use make::{Attempt, Delivery, DeliveryPolicy, MakeWebhook, RETRY_ALLOWANCE};
+pub use make::{Attempt, Delivery, DeliveryPolicy, MakeWebhook, WebhookConfig, RETRY_ALLOWANCE};
 pub use signature::{sign, verify, InvalidSecret, WebhookSecret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -19,7 +19,7 @@ impl E164 {
         &self.0
     }
 
-    /// The number masked for logs (SPEC §11): the country code and the last three digits,
+    /// The number masked for logs (docs/API.md §11): the country code and the last three digits,
     /// e.g. `+351******678`. The country code is found in the metadata index; an unknown code
     /// keeps only the first digit. Formatted, without allocating, only when it is written (a
     /// log line that is on); `.to_string()` where a `String` is needed.

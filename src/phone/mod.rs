@@ -1,4 +1,4 @@
-//! Phone policy (SPEC §6): the toll-fraud guard in front of the paid call path.
+//! Phone policy (docs/API.md §6): the toll-fraud guard in front of the paid call path.
 //!
 //! Three gates, in order:
 //! 1. [`normalize`]: a strict byte-level syntax gate (`+`, 8–15 digits, spaces and hyphens removed).
@@ -30,7 +30,7 @@ use std::fmt;
 pub use e164::{normalize, Masked, E164};
 use metadata::{region_for, territories, Kind, Matcher};
 
-/// Why a number was refused. The two variants map to the two error codes of SPEC §6.
+/// Why a number was refused. The two variants map to the two error codes of docs/API.md §6.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
     /// Not a well-formed, existing E.164 number: `422 invalid_phone_number`.

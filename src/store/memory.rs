@@ -1,6 +1,6 @@
 //! The in-memory store: exact, and right for one process (`cargo run`, tests). Serverless
 //! instances share no memory, so production on this store must be chosen explicitly
-//! (SPEC §5) and health says so.
+//! (docs/API.md §5) and health says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

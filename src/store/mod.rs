@@ -1,5 +1,5 @@
-//! Ports to the shared state of the call path: the rate limiter (SPEC §5) and idempotency
-//! records (SPEC §8). Each has an in-memory implementation ([`memory`]); a DynamoDB store
+//! Ports to the shared state of the call path: the rate limiter (docs/API.md §5) and idempotency
+//! records (docs/API.md §8). Each has an in-memory implementation ([`memory`]); a DynamoDB store
 //! implements the same traits, and one conformance suite runs against both.
 //!
 //! Stores receive the time from the caller (milliseconds since the epoch) and never read a

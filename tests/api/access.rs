@@ -1,4 +1,4 @@
-//! SPEC §3: who may start a call.
+//! docs/API.md §3: who may start a call.
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! SPEC §4: strict CORS, decided before any side effect.
+//! docs/API.md §4: strict CORS, decided before any side effect.
 
 use axum::body::Body;
 use http::Request;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use chamada::config::WebhookConfig;
 use chamada::dispatch::ProviderKind;
 use chamada::dispatch::{DispatchError, PlacedCall};
 use chamada::notify::MakeWebhook;
+use chamada::notify::WebhookConfig;
 use http::{HeaderName, HeaderValue, Request};
 use proptest::prelude::*;
 use serde_json::{json, Value};

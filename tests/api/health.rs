@@ -1,4 +1,4 @@
-//! SPEC §2 `/api/health`: complete or degraded, names never values.
+//! docs/API.md §2 `/api/health`: complete or degraded, names never values.
 
 use axum::body::Body;
 use http::Request;

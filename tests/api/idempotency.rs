@@ -1,4 +1,4 @@
-//! SPEC §8: Idempotency-Key replays the first answer, refuses a different body, and refuses a
+//! docs/API.md §8: Idempotency-Key replays the first answer, refuses a different body, and refuses a
 //! duplicate while the first is still running.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! SPEC §5: exact rolling windows per IP and per number, a global UTC-day cap, all-or-nothing.
+//! docs/API.md §5: exact rolling windows per IP and per number, a global UTC-day cap, all-or-nothing.
 
 use axum::body::Body;
 use http::Request;

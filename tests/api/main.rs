@@ -1,4 +1,4 @@
-//! The HTTP contract of SPEC §2–§10, through the real router, in process (and the real binaries
+//! The HTTP contract of docs/API.md §2–§10, through the real router, in process (and the real binaries
 //! over HTTP where the point is the process itself).
 
 mod access;

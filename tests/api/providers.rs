@@ -1,4 +1,4 @@
-//! Real providers (SPEC §7) against local fakes: the bytes on the wire are what ElevenLabs and
+//! Real providers (docs/API.md §7) against local fakes: the bytes on the wire are what ElevenLabs and
 //! LiveKit expect, their refusals become safe `502`s, a hanging provider a `504`, and nothing is
 //! ever retried. The last tests run the real local server binary end to end.
 

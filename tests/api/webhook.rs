@@ -1,4 +1,4 @@
-//! The Make webhook (SPEC §9): Standard Webhooks signatures, `x-make-apikey`, the event body,
+//! The Make webhook (docs/API.md §9): Standard Webhooks signatures, `x-make-apikey`, the event body,
 //! and delivery — retried on 429, 5xx, timeouts and unreachable receivers with one
 //! `webhook-id`, never on other 4xx, and always within its time budget.
 
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use chamada::config::WebhookConfig;
+use chamada::notify::WebhookConfig;
 use chamada::notify::{
     sign, verify, Attempt, CallOutcome, CallSource, Delivery, Event, EventType, MakeWebhook,
     WebhookSecret,

@@ -1,5 +1,5 @@
 //! One conformance suite for every store: each function takes a port and states one rule of
-//! SPEC §5 or §8. `main.rs` runs each against the memory store and the DynamoDB store.
+//! docs/API.md §5 or §8. `main.rs` runs each against the memory store and the DynamoDB store.
 
 use std::sync::Arc;
 

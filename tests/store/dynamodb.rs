@@ -153,7 +153,7 @@ async fn create_table_is_repeatable_and_turns_ttl_on_for_expires_at() {
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
 }
 
-/// SPEC §5: an admitted or refused request costs one store round trip in the common case,
+/// docs/API.md §5: an admitted or refused request costs one store round trip in the common case,
 /// two at most. Counted with an SDK interceptor, per request kind, through the router.
 #[tokio::test]
 async fn round_trips_per_request_kind_stay_within_two() {

@@ -1,4 +1,4 @@
-//! The stores of SPEC §5 and §8 against a real DynamoDB-compatible server (dynoxide, over
+//! The stores of docs/API.md §5 and §8 against a real DynamoDB-compatible server (dynoxide, over
 //! HTTP, started by each test) and the memory store, through one conformance suite; then the
 //! DynamoDB store through the router and the local server.
 

@@ -222,7 +222,7 @@ impl TestResponse {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The error code of a SPEC §10 error body.
+    /// The error code of a docs/API.md §10 error body.
     pub fn code(&self) -> String {
         self.json()["error"]["code"]
             .as_str()
@@ -230,7 +230,7 @@ impl TestResponse {
             .to_string()
     }
 
-    /// Asserts the SPEC §10 error shape and that the request id matches the header.
+    /// Asserts the docs/API.md §10 error shape and that the request id matches the header.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
         let json = self.json();

@@ -1,4 +1,4 @@
-//! The body of `POST /api/start_call` (SPEC §2): its media type, a bounded read, the JSON and
+//! The body of `POST /api/start_call` (docs/API.md §2): its media type, a bounded read, the JSON and
 //! each field's rules. No side effect here.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use crate::http::error::ApiError;
 use crate::phone::E164;
 use crate::text::first_invisible;
 
-/// SPEC §2: bodies above 16 KiB are refused with 413.
+/// docs/API.md §2: bodies above 16 KiB are refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The whole body must arrive within this time (`408 request_timeout`): a client that stalls
 /// mid-body holds no connection for longer.
@@ -23,7 +23,7 @@ const MAX_VARIABLES: usize = 20;
 const MAX_VARIABLE_KEY: usize = 40;
 const MAX_VARIABLE_VALUE_CHARS: usize = 500;
 
-/// The body of SPEC §2. Unknown fields are refused; `null` counts as absent.
+/// The body of docs/API.md §2. Unknown fields are refused; `null` counts as absent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartCallBody {
@@ -33,7 +33,7 @@ struct StartCallBody {
     variables: Option<BTreeMap<String, String>>,
 }
 
-/// The body's fields once parsed and checked (SPEC §2), before the provider and the phone
+/// The body's fields once parsed and checked (docs/API.md §2), before the provider and the phone
 /// policy are consulted.
 pub(crate) struct Fields {
     pub name: Option<String>,

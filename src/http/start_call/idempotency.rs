@@ -1,4 +1,4 @@
-//! `Idempotency-Key` (SPEC §8): the key, the fingerprint of the request it names, the claim
+//! `Idempotency-Key` (docs/API.md §8): the key, the fingerprint of the request it names, the claim
 //! in the store, and the replay of a kept answer.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! `POST /api/start_call` (SPEC §2): every check that needs the HTTP request, in order, then
+//! `POST /api/start_call` (docs/API.md §2): every check that needs the HTTP request, in order, then
 //! the use case of [`crate::calls`].
 //!
 //! Order: method → configuration complete → access (401) → `Content-Type` (415) →
@@ -175,7 +175,7 @@ fn dispatcher(
     }
 }
 
-/// The phone policy's verdict on the number (SPEC §6).
+/// The phone policy's verdict on the number (docs/API.md §6).
 fn destination(app: &App, raw: &str, request_id: &RequestId) -> Result<AllowedNumber, ApiError> {
     let policy = app.phone.as_ref().ok_or(ApiError::Misconfigured)?;
     policy.check(raw).map_err(|e| {

@@ -1,4 +1,4 @@
-//! Idempotency records on DynamoDB (SPEC §8).
+//! Idempotency records on DynamoDB (docs/API.md §8).
 //!
 //! # Idempotency: one round trip to begin
 //! `begin` is a conditional `PutItem` (no item, or its lease/record has expired by `exp_ms`)

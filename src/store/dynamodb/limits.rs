@@ -1,4 +1,4 @@
-//! The rate limiter on DynamoDB (SPEC §5).
+//! The rate limiter on DynamoDB (docs/API.md §5).
 //!
 //! # Limits: one item per key, one round trip in the common case
 //! - A rolling limit is a short list `ts` of admission times (ms), at most `max` long, and a

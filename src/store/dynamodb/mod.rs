@@ -1,4 +1,4 @@
-//! The DynamoDB store: limits (SPEC §5) and idempotency records (SPEC §8) shared by every
+//! The DynamoDB store: limits (docs/API.md §5) and idempotency records (docs/API.md §8) shared by every
 //! serverless instance, in one table (`RATE_LIMIT_TABLE`, partition key `pk` string, TTL
 //! attribute `expires_at` in epoch seconds).
 //!
