@@ -1,4 +1,4 @@
-//! What the phone metadata choice buys at a cold start (docs/PERFORMANCE.md, src/phone.rs):
+//! What the phone metadata choice buys at a cold start (docs/PERFORMANCE.md, src/phone/metadata.rs):
 //! the time from a fresh process to the first answered phone check, with our per-region
 //! territories (`PhonePolicy::new(["PT"])`, loaded and compiled at init) against the `phonenumber`
 //! crate's global database (`phonenumber::metadata::DATABASE`, deserialised on first use).
