@@ -16,7 +16,6 @@ mod providers;
 mod readme;
 mod reads;
 mod refused_settings;
-mod server;
 #[path = "../support/mod.rs"]
 mod support;
 mod webhook;

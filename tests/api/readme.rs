@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::server::Server;
+use crate::support::server::Server;
 
 const README: &str = include_str!("../../README.md");
 

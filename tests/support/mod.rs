@@ -3,6 +3,8 @@
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
