@@ -333,6 +333,12 @@ fn phone_policy(r: &mut Reader) -> (Option<E164>, Option<E164>, Vec<String>) {
                     "expected ISO 3166 alpha-2 codes such as PT,ES",
                 );
                 Vec::new()
+            } else if !list.iter().all(|c| phone::is_known_region(c)) {
+                r.refuse(
+                    "ALLOWED_COUNTRIES",
+                    "names a region libphonenumber does not know: use ISO 3166 codes such as PT,ES",
+                );
+                Vec::new()
             } else {
                 list
             }

@@ -9,7 +9,9 @@ use super::reader::Reader;
 use crate::dispatch::elevenlabs::{ElevenLabsConfig, ElevenLabsNumbers};
 use crate::dispatch::livekit::LiveKitConfig;
 use crate::dispatch::ProviderKind;
-use crate::notify::WebhookConfig;
+use secrecy::ExposeSecret;
+
+use crate::notify::{WebhookConfig, WebhookSecret};
 use crate::phone::E164;
 
 /// The providers section as read.
@@ -217,6 +219,15 @@ pub(super) fn webhook(r: &mut Reader) -> Option<WebhookConfig> {
     let secret = r.secret("MAKE_WEBHOOK_SECRET");
     let timeout = Duration::from_secs(r.number("WEBHOOK_TIMEOUT", 1, 300).unwrap_or(30));
     let retries = r.number("WEBHOOK_RETRIES", 0, 10).unwrap_or(3) as u32;
+    if secret
+        .as_ref()
+        .is_some_and(|s| WebhookSecret::parse(s.expose_secret()).is_err())
+    {
+        r.refuse(
+            "MAKE_WEBHOOK_SECRET",
+            "a whsec_ secret must hold base64 after the prefix",
+        );
+    }
     let url = url?;
     if r.production && secret.is_none() && !r.has_problem("MAKE_WEBHOOK_SECRET") {
         // Production webhooks are authenticated and signed.

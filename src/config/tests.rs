@@ -324,3 +324,20 @@ fn the_client_address_source_is_the_platforms_unless_set() {
     let set = Config::load_on(&explicit, ClientIpSource::Vercel).unwrap();
     assert_eq!(set.client_ip_source, ClientIpSource::Aws);
 }
+
+#[test]
+fn every_value_is_judged_while_loading_not_later() {
+    // Regions libphonenumber does not know, and a whsec_ secret that is not base64: both are
+    // configuration problems of the loader, before any port is built.
+    let c = load(&[
+        ("ALLOWED_COUNTRIES", "PT,ZZ"),
+        ("MAKE_WEBHOOK_URL", "https://hook.example/abc"),
+        ("MAKE_WEBHOOK_SECRET", "whsec_not base64!"),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["ALLOWED_COUNTRIES", "MAKE_WEBHOOK_SECRET"]);
+    assert!(c.problems.iter().all(|p| p.kind == ProblemKind::Refused));
+    assert!(c.blocks_all_calls());
+    let fine = load(&[("ALLOWED_COUNTRIES", "PT,ES,BR")]).unwrap();
+    assert!(fine.problems.is_empty(), "{:?}", fine.problems);
+}

@@ -73,6 +73,12 @@ impl fmt::Debug for PhonePolicy {
 #[error("unknown region {0}")]
 pub struct UnknownRegion(pub String);
 
+/// Whether libphonenumber knows `region` (ISO 3166 alpha-2, upper case) as a territory a
+/// caller can allow.
+pub fn is_known_region(region: &str) -> bool {
+    territories().code_of(region).is_some()
+}
+
 impl PhonePolicy {
     /// Builds the policy for `regions` (ISO 3166 alpha-2, upper case): loads the territories of
     /// their calling codes and compiles their patterns, so the first request pays nothing more.
