@@ -1,7 +1,7 @@
 //! The one HTTP router every entry point runs (local server, Lambda, Vercel).
 //!
-//! A request's path: [`frame`] gives it an id and judges its `Origin` (a forbidden origin stops
-//! here, before any side effect), then the route's handler runs, then [`frame`] adds the CORS
+//! A request's path: `frame` gives it an id and judges its `Origin` (a forbidden origin stops
+//! here, before any side effect), then the route's handler runs, then `frame` adds the CORS
 //! headers and `X-Request-Id` to whatever came back and writes the access log line.
 
 mod client_addr;
