@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::after_answer::AfterAnswer;
 use crate::calls::Ports;
 use crate::client_ip::ClientIpSource;
 use crate::clock::{Clock, SystemClock};
@@ -11,12 +12,12 @@ use crate::dispatch::ProviderKind;
 use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
 use crate::metrics::{Metric, Metrics};
-use crate::notify::{MakeWebhook, NoWebhook, Notifier};
+use crate::notify::{Deliverer, MakeWebhook, Notifier};
 use crate::phone::PhonePolicy;
 use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
 use crate::store::StoreKind;
-use crate::store::{IdempotencyStore, RateLimiter};
+use crate::store::{IdempotencyStore, Outbox, RateLimiter};
 
 pub struct App {
     pub config: Config,
@@ -24,8 +25,13 @@ pub struct App {
     pub phone: Option<PhonePolicy>,
     pub limiter: Arc<dyn RateLimiter>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The same store as `idempotency`: an answer and its event are written together.
+    pub outbox: Arc<dyn Outbox>,
     pub dispatchers: Dispatchers,
-    pub notifier: Arc<dyn Notifier>,
+    /// The webhook's receiver; `None` without `MAKE_WEBHOOK_URL` (then no event is written).
+    pub notifier: Option<Arc<dyn Notifier>>,
+    /// Where delivery runs after the call path wrote an event.
+    pub after_answer: AfterAnswer,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
 }
@@ -50,37 +56,40 @@ impl App {
         let phone = PhonePolicy::new(&config.allowed_countries)
             .ok()
             .filter(|_| !config.allowed_countries.is_empty());
-        let (limiter, idempotency): (Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>) =
-            match (config.store, config.rate_limit_table.clone()) {
-                (StoreKind::DynamoDb, Some(table)) => {
-                    // One client per process, from the standard AWS configuration chain.
-                    let sdk = dynamodb::config_loader().load().await;
-                    if sdk.region().is_none() {
-                        config.add_problem(
-                            "AWS_REGION",
-                            ProblemKind::Missing,
-                            "the DynamoDB store needs AWS_REGION (any region for a local DynamoDB)",
-                            Scope::AllCalls,
-                        );
-                    }
-                    let client = aws_sdk_dynamodb::Client::new(&sdk);
-                    let store =
-                        Arc::new(DynamoStore::new(client, table, &config.rate_limit_hash_key));
-                    (store.clone(), store)
+        #[allow(clippy::type_complexity)]
+        let (limiter, idempotency, outbox): (
+            Arc<dyn RateLimiter>,
+            Arc<dyn IdempotencyStore>,
+            Arc<dyn Outbox>,
+        ) = match (config.store, config.rate_limit_table.clone()) {
+            (StoreKind::DynamoDb, Some(table)) => {
+                // One client per process, from the standard AWS configuration chain.
+                let sdk = dynamodb::config_loader().load().await;
+                if sdk.region().is_none() {
+                    config.add_problem(
+                        "AWS_REGION",
+                        ProblemKind::Missing,
+                        "the DynamoDB store needs AWS_REGION (any region for a local DynamoDB)",
+                        Scope::AllCalls,
+                    );
                 }
-                // Without a table the configuration already reports RATE_LIMIT_TABLE missing
-                // and start_call refuses every request.
-                _ => {
-                    let memory = Arc::new(MemoryStore::new());
-                    (memory.clone(), memory)
-                }
-            };
+                let client = aws_sdk_dynamodb::Client::new(&sdk);
+                let store = Arc::new(DynamoStore::new(client, table, &config.rate_limit_hash_key));
+                (store.clone(), store.clone(), store)
+            }
+            // Without a table the configuration already reports RATE_LIMIT_TABLE missing
+            // and start_call refuses every request.
+            _ => {
+                let memory = Arc::new(MemoryStore::new());
+                (memory.clone(), memory.clone(), memory)
+            }
+        };
 
         let mut dispatchers = Dispatchers::new(config.provider);
         if config.provider == Some(ProviderKind::DryRun) {
             dispatchers = dispatchers.with(Arc::new(DryRun));
         }
-        let mut notifier: Arc<dyn Notifier> = Arc::new(NoWebhook);
+        let mut notifier: Option<Arc<dyn Notifier>> = None;
         match outbound_http() {
             Ok(http) => {
                 if let Some(elevenlabs) = &config.elevenlabs {
@@ -101,7 +110,7 @@ impl App {
                     .as_ref()
                     .and_then(|webhook| MakeWebhook::new(webhook, http).ok())
                 {
-                    notifier = Arc::new(hook);
+                    notifier = Some(Arc::new(hook));
                 }
             }
             Err(_) => config.add_problem(
@@ -118,8 +127,10 @@ impl App {
             phone,
             limiter,
             idempotency,
+            outbox,
             dispatchers,
             notifier,
+            after_answer: AfterAnswer::Inline,
             clock: Arc::new(SystemClock),
             metrics: Arc::new(match &config_service {
                 Some(service) => Metrics::emf(service.clone()),
@@ -153,7 +164,6 @@ impl App {
         Ports {
             limits: self.config.limits,
             limiter: self.limiter.as_ref(),
-            notifier: self.notifier.as_ref(),
             clock: self.clock.as_ref(),
             metrics: &self.metrics,
         }
@@ -183,18 +193,36 @@ impl App {
     }
 
     pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
-        self.notifier = notifier;
+        self.notifier = Some(notifier);
         self
     }
 
-    pub fn with_stores(
-        mut self,
-        limiter: Arc<dyn RateLimiter>,
-        idempotency: Arc<dyn IdempotencyStore>,
-    ) -> Self {
+    /// Replaces the stores: `store` keeps idempotency records and the outbox (written together).
+    pub fn with_stores<S>(mut self, limiter: Arc<dyn RateLimiter>, store: Arc<S>) -> Self
+    where
+        S: IdempotencyStore + Outbox + 'static,
+    {
         self.limiter = limiter;
-        self.idempotency = idempotency;
+        self.idempotency = store.clone();
+        self.outbox = store;
         self
+    }
+
+    /// Where delivery runs after the answer (entry points set their platform's way).
+    pub fn with_after_answer(mut self, after_answer: AfterAnswer) -> Self {
+        self.after_answer = after_answer;
+        self
+    }
+
+    /// Delivery of the outbox's events; `None` without a webhook.
+    pub fn deliverer(&self) -> Option<Deliverer> {
+        let notifier = self.notifier.clone()?;
+        Some(Deliverer::new(
+            self.outbox.clone(),
+            notifier,
+            self.clock.clone(),
+            self.metrics.clone(),
+        ))
     }
 
     /// The one line the local server prints at start-up.

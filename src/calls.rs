@@ -1,5 +1,6 @@
-//! The use case: a validated request becomes a call. Limits (docs/API.md §5), dispatch (docs/API.md §7), the
-//! webhook (docs/API.md §9) and the operators' log lines (docs/API.md §11). It takes the ports it needs
+//! The use case: a validated request becomes a call. Limits (docs/API.md §5), dispatch
+//! (docs/API.md §7), the webhook event (docs/API.md §9) and the operators' log lines
+//! (docs/API.md §11). It takes the ports it needs
 //! ([`Ports`]) and the dispatcher already chosen, and answers in its own terms ([`CallError`]);
 //! the HTTP layer turns that into statuses and bodies.
 
@@ -14,7 +15,7 @@ use crate::config::Limits;
 use crate::dispatch::{CallDispatcher, CallRequest, DispatchError, ProviderKind};
 use crate::logging;
 use crate::metrics::{FailureClass, Metric, Metrics};
-use crate::notify::{CallOutcome, CallSource, Event, EventType, Notifier};
+use crate::notify::{CallOutcome, CallSource, Event, EventType};
 use crate::phone::AllowedNumber;
 use crate::store::{
     keys, utc_day, Admission, LimitCheck, LimitKind, LimitStatus, RateLimiter, Window,
@@ -71,6 +72,9 @@ impl CallError {
 pub struct Outcome {
     pub result: Result<Started, CallError>,
     pub rate: Option<LimitStatus>,
+    /// The webhook event of a call the provider was asked to place (`call.initiated` or
+    /// `call.failed`); the caller writes it to the outbox with the answer.
+    pub event: Option<Event>,
 }
 
 /// What the use case needs from the application, and nothing more.
@@ -78,7 +82,6 @@ pub struct Outcome {
 pub struct Ports<'a> {
     pub limits: Limits,
     pub limiter: &'a dyn RateLimiter,
-    pub notifier: &'a dyn Notifier,
     pub clock: &'a dyn Clock,
     pub metrics: &'a Metrics,
 }
@@ -142,6 +145,7 @@ impl Ports<'_> {
                 return Outcome {
                     result: Err(CallError::LimitsUnavailable),
                     rate: None,
+                    event: None,
                 };
             }
         };
@@ -163,6 +167,7 @@ impl Ports<'_> {
                     retry_after: by.reset_secs,
                 }),
                 rate,
+                event: None,
             };
         }
 
@@ -261,10 +266,10 @@ impl Ports<'_> {
                 error,
             },
         };
-        if !self.notifier.notify(&event, request_id).await {
-            self.count(Metric::WebhookDeliveriesFailed, 1);
+        Outcome {
+            result,
+            rate,
+            event: Some(event),
         }
-
-        Outcome { result, rate }
     }
 }

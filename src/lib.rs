@@ -5,6 +5,7 @@
 //! of a request through these modules.
 
 pub mod access;
+pub mod after_answer;
 pub mod app;
 pub mod calls;
 pub mod client_ip;

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::backoff::{parse_retry_after, pause_within, Backoff};
 use super::signature::{sign, InvalidSecret, WebhookSecret};
-use super::{Event, Notifier};
-use crate::logging;
+use super::Notifier;
+use crate::store::Envelope;
 
 /// The Make webhook's settings (`MAKE_WEBHOOK_*`, `WEBHOOK_*`), read by `config`.
 #[derive(Debug, Clone)]
@@ -42,7 +42,12 @@ impl DeliveryPolicy {
             attempt_timeout: config.timeout,
             retries: config.retries,
             backoff: Backoff::default(),
-            budget: config.timeout + RETRY_ALLOWANCE,
+            // One attempt needs no allowance for pauses.
+            budget: if config.retries == 0 {
+                config.timeout
+            } else {
+                config.timeout + RETRY_ALLOWANCE
+            },
         }
     }
 }
@@ -59,9 +64,15 @@ pub enum Attempt {
 }
 
 impl Attempt {
-    fn is_retryable(self) -> bool {
+    /// Whether a later attempt may succeed: a timeout, an unreachable receiver, 408, 429 or a
+    /// 5xx. Any other answer means the receiver refused the event: no more attempts.
+    pub fn is_retryable(self) -> bool {
         match self {
-            Attempt::Status(s) => s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error(),
+            Attempt::Status(s) => {
+                s == StatusCode::REQUEST_TIMEOUT
+                    || s == StatusCode::TOO_MANY_REQUESTS
+                    || s.is_server_error()
+            }
             Attempt::Timeout | Attempt::Unreachable => true,
         }
     }
@@ -87,7 +98,16 @@ pub enum Delivery {
         attempts: u32,
         last: Attempt,
         why: &'static str,
+        /// The receiver's last `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
     },
+}
+
+impl Delivery {
+    /// Whether the receiver refused the event (a 4xx other than 408 and 429): no later window.
+    pub fn refused(&self) -> bool {
+        matches!(self, Delivery::Failed { last, .. } if !last.is_retryable())
+    }
 }
 
 /// `MAKE_WEBHOOK_URL` with its secret and delivery policy.
@@ -135,24 +155,16 @@ impl MakeWebhook {
     }
 
     /// The receiver's host, for logs: Make's URL path is its secret token.
-    fn receiver(&self) -> &str {
+    fn receiver_host(&self) -> &str {
         let rest = self.url.split_once("://").map_or("", |(_, r)| r);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         authority.rsplit('@').next().unwrap_or("")
     }
 
-    /// Delivers `event`, retrying as the policy allows.
-    pub async fn deliver(&self, event: &Event, request_id: &str) -> Delivery {
-        let body = match serde_json::to_vec(event) {
-            Ok(body) => body,
-            Err(_) => {
-                return Delivery::Failed {
-                    attempts: 0,
-                    last: Attempt::Unreachable,
-                    why: "the event could not be serialised",
-                }
-            }
-        };
+    /// One delivery window for `event`: attempts and quick retries as the policy allows,
+    /// within its budget.
+    async fn window(&self, event: &Envelope, request_id: &str) -> Delivery {
+        let body = event.body.as_bytes();
         // The budget comes from configuration (at most 315 s); far-future saturates anyway.
         let now = Instant::now();
         let deadline = now.checked_add(self.policy.budget).unwrap_or(now);
@@ -161,7 +173,7 @@ impl MakeWebhook {
             let left = deadline.saturating_duration_since(Instant::now());
             attempts += 1;
             let (outcome, retry_after) = self
-                .attempt(&event.id, &body, self.policy.attempt_timeout.min(left))
+                .attempt(&event.id, body, self.policy.attempt_timeout.min(left))
                 .await;
             if let Attempt::Status(s) = outcome {
                 if s.is_success() {
@@ -173,6 +185,7 @@ impl MakeWebhook {
                     attempts,
                     last: outcome,
                     why: "the receiver refused the event",
+                    retry_after,
                 };
             }
             if attempts > self.policy.retries {
@@ -180,6 +193,7 @@ impl MakeWebhook {
                     attempts,
                     last: outcome,
                     why: "no retries left",
+                    retry_after,
                 };
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -189,6 +203,7 @@ impl MakeWebhook {
                     attempts,
                     last: outcome,
                     why: "the next retry would exceed the delivery's time budget",
+                    retry_after,
                 };
             };
             tracing::warn!(
@@ -248,37 +263,34 @@ impl MakeWebhook {
 
 #[async_trait]
 impl Notifier for MakeWebhook {
-    async fn notify(&self, event: &Event, request_id: &str) -> bool {
-        match self.deliver(event, request_id).await {
-            Delivery::Delivered { attempts } => {
-                tracing::info!(
-                    request_id,
-                    event_id = %event.id,
-                    event_type = event.kind.as_str(),
-                    attempts,
-                    "Webhook delivered"
-                );
-                true
-            }
-            Delivery::Failed {
+    async fn deliver(&self, event: &Envelope, request_id: &str) -> Delivery {
+        let delivery = self.window(event, request_id).await;
+        if let Delivery::Failed {
+            attempts,
+            last,
+            why,
+            ..
+        } = &delivery
+        {
+            tracing::warn!(
+                request_id,
+                event_id = %event.id,
                 attempts,
-                last,
+                last = %last,
                 why,
-            } => {
-                tracing::error!(
-                    request_id,
-                    event_id = %event.id,
-                    event_type = event.kind.as_str(),
-                    attempts,
-                    last = %last,
-                    why,
-                    receiver = self.receiver(),
-                    "{}",
-                    logging::WEBHOOK_FAILED
-                );
-                false
-            }
+                receiver = self.receiver_host(),
+                "Webhook window failed"
+            );
         }
+        delivery
+    }
+
+    fn window_bound(&self) -> Duration {
+        self.policy.budget
+    }
+
+    fn receiver(&self) -> &str {
+        self.receiver_host()
     }
 }
 
@@ -292,8 +304,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_429_5xx_timeouts_and_unreachable_are_retried() {
-        for code in [429, 500, 502, 503, 504] {
+    fn only_408_429_5xx_timeouts_and_unreachable_are_retried() {
+        for code in [408, 429, 500, 502, 503, 504] {
             assert!(Attempt::Status(StatusCode::from_u16(code).unwrap()).is_retryable());
         }
         for code in [301, 400, 401, 403, 404, 410, 413, 422] {
@@ -317,6 +329,6 @@ mod tests {
                 budget: Duration::from_secs(1),
             },
         };
-        assert_eq!(hook.receiver(), "hook.eu1.make.com");
+        assert_eq!(hook.receiver_host(), "hook.eu1.make.com");
     }
 }

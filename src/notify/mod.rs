@@ -1,28 +1,33 @@
-//! Call outcomes for the Make.com webhook (docs/API.md §9). The [`Notifier`] port is what the service
-//! calls after every dispatch; delivery failures are the notifier's to log, never the caller's
-//! error.
+//! Call outcomes for the Make.com webhook (docs/API.md §9), delivered through the outbox.
+//!
+//! The call path writes each event to the store's outbox before it answers
+//! ([`crate::store::Outbox`]); delivery runs after the answer ([`Deliverer`]): a background
+//! task (local server), Vercel's `waitUntil`, the DynamoDB stream (Lambda), and a sweep for
+//! events due for a later window. Each *window* is one [`Notifier::deliver`]: attempts and quick
+//! retries within `WEBHOOK_TIMEOUT + 15 s` ([`RETRY_ALLOWANCE`]). Windows follow the
+//! [`Schedule`] over hours, with the same `webhook-id` on every attempt and a fresh timestamp
+//! and signature each time ([`sign`]).
 //!
 //! [`MakeWebhook`] POSTs the event as JSON with Make's `x-make-apikey` and a Standard Webhooks
-//! signature ([`sign`]). Delivery retries connection errors, timeouts, 429 and 5xx with capped
-//! exponential backoff and full jitter (a `Retry-After` is honoured), never other 4xx, always
-//! with the same `webhook-id`.
-//!
-//! **Time bound.** Each attempt times out after `WEBHOOK_TIMEOUT`; the whole delivery — every
-//! attempt and every pause — ends within `WEBHOOK_TIMEOUT + 15 s` ([`RETRY_ALLOWANCE`]; 45 s
-//! with the defaults). An attempt never outlives that deadline, and a pause (or a
-//! `Retry-After`) that would cross it ends the delivery instead. The call path awaits the
-//! delivery, so the function's timeout must cover `PROVIDER_TIMEOUT + WEBHOOK_TIMEOUT + 15 s`.
+//! signature. An attempt is retried after a connection error, a timeout, 408, 429 or 5xx (a
+//! `Retry-After` is honoured within bounds); any other 4xx means the receiver refused the event
+//! and no later window is tried.
 
 mod backoff;
+mod delivery;
 mod make;
 mod signature;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::store::Envelope;
+
 pub use backoff::{parse_retry_after, pause_within, Backoff};
+pub use delivery::{Deliverer, Schedule, SweepReport};
 pub use make::{Attempt, Delivery, DeliveryPolicy, MakeWebhook, WebhookConfig, RETRY_ALLOWANCE};
 pub use signature::{sign, verify, InvalidSecret, WebhookSecret};
 
@@ -78,23 +83,29 @@ pub struct Event {
     pub data: CallOutcome,
 }
 
-#[async_trait]
-pub trait Notifier: Send + Sync {
-    /// Delivers the event, within the notifier's own time budget. Never fails the caller;
-    /// answers whether the event was delivered (`true` when there is nothing to deliver), so
-    /// failures can be counted.
-    async fn notify(&self, event: &Event, request_id: &str) -> bool;
+impl Event {
+    /// The event as the outbox keeps it: its id and the JSON body every attempt sends.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            id: self.id.clone(),
+            // Plain strings, numbers and maps: serialising cannot fail.
+            body: serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
 }
 
-/// No `MAKE_WEBHOOK_URL`: outcomes are only logged.
-#[derive(Debug, Default)]
-pub struct NoWebhook;
-
+/// The receiver of the events: one delivery window at a time.
 #[async_trait]
-impl Notifier for NoWebhook {
-    async fn notify(&self, _event: &Event, _request_id: &str) -> bool {
-        true
-    }
+pub trait Notifier: Send + Sync {
+    /// Runs one delivery window for `event`: its attempts and quick retries, within
+    /// [`Notifier::window_bound`].
+    async fn deliver(&self, event: &Envelope, request_id: &str) -> Delivery;
+
+    /// The longest one window can take (a claim's lease outlasts it).
+    fn window_bound(&self) -> Duration;
+
+    /// The receiver's host, for logs (never its path: Make's path is its token).
+    fn receiver(&self) -> &str;
 }
 
 #[cfg(test)]

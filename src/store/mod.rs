@@ -8,11 +8,14 @@
 pub mod dynamodb;
 pub mod keys;
 pub mod memory;
+pub mod outbox;
 
 use std::borrow::Cow;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+pub use outbox::{Envelope, Outbox, OutboxItem, OutboxState, Settle};
 
 /// Where limits and idempotency records live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,12 +207,14 @@ pub const IDEMPOTENCY_LEASE_MS: u64 = 10 * 60 * 1000;
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `key` for a request whose body hashes to `fingerprint`, or says why not.
     async fn begin(&self, key: &str, fingerprint: &str, now_ms: u64) -> Result<Begin, StoreError>;
-    /// Stores the answer to replay.
+    /// Stores the answer to replay and, in the same write, the webhook event of the call it
+    /// answers (the outbox), so neither is kept without the other.
     async fn complete(
         &self,
         key: &str,
         fingerprint: &str,
         response: &StoredResponse,
+        event: Option<&Envelope>,
         now_ms: u64,
     ) -> Result<(), StoreError>;
     /// Gives the key back without an answer (the request ended before dispatch).

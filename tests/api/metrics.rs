@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chamada::dispatch::DispatchError;
 use chamada::metrics::Metric;
-use chamada::notify::{Event, Notifier};
+use chamada::notify::{Attempt, Delivery, Notifier};
+use chamada::store::Envelope;
 use chamada::store::{Admission, LimitCheck, RateLimiter, StoreError};
 use chamada::{router, App};
 use serde_json::{json, Value};
@@ -157,8 +158,21 @@ struct FailingNotifier;
 
 #[async_trait]
 impl Notifier for FailingNotifier {
-    async fn notify(&self, _event: &Event, _request_id: &str) -> bool {
-        false
+    async fn deliver(&self, _event: &Envelope, _request_id: &str) -> Delivery {
+        Delivery::Failed {
+            attempts: 1,
+            last: Attempt::Status(http::StatusCode::BAD_REQUEST),
+            why: "the receiver refused the event",
+            retry_after: None,
+        }
+    }
+
+    fn window_bound(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn receiver(&self) -> &str {
+        "hook.example"
     }
 }
 

@@ -712,7 +712,8 @@ async fn local_server_logs_carry_no_secret_and_no_full_number() {
     let run = run_local_server().await;
 
     let all = run.logs.join("\n");
-    for needed in ["Call initiated", "Call failed", "Webhook delivery failed"] {
+    // The call.failed event's first window fails (503 twice): a later window is scheduled.
+    for needed in ["Call initiated", "Call failed", "Webhook window failed"] {
         assert!(all.contains(needed), "no {needed:?} line in:\n{all}");
     }
     assert!(

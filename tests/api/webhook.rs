@@ -10,7 +10,7 @@ use base64::Engine;
 use chamada::notify::WebhookConfig;
 use chamada::notify::{
     sign, verify, Attempt, CallOutcome, CallSource, Delivery, Event, EventType, MakeWebhook,
-    WebhookSecret,
+    Notifier, WebhookSecret,
 };
 use hmac::{Hmac, Mac};
 use http::StatusCode;
@@ -328,7 +328,7 @@ async fn receiver_answering_503_503_200_gets_three_deliveries_with_one_webhook_i
         .await;
     let webhook = notifier(hook_url(&hook).await, 3, Duration::from_secs(5));
 
-    let delivery = webhook.deliver(&event(), "req-test").await;
+    let delivery = webhook.deliver(&event().envelope(), "req-test").await;
 
     assert_eq!(delivery, Delivery::Delivered { attempts: 3 });
     let requests = hook.received_requests().await.unwrap();
@@ -354,7 +354,7 @@ async fn receiver_answering_400_gets_exactly_one_delivery() {
         .await;
     let webhook = notifier(hook_url(&hook).await, 3, Duration::from_secs(5));
 
-    let delivery = webhook.deliver(&event(), "req-test").await;
+    let delivery = webhook.deliver(&event().envelope(), "req-test").await;
 
     assert!(
         matches!(delivery, Delivery::Failed { attempts: 1, last: Attempt::Status(s), .. } if s == StatusCode::BAD_REQUEST),
@@ -380,7 +380,7 @@ async fn receiver_answering_429_is_retried() {
     let webhook = notifier(hook_url(&hook).await, 3, Duration::from_secs(5));
 
     assert_eq!(
-        webhook.deliver(&event(), "req-test").await,
+        webhook.deliver(&event().envelope(), "req-test").await,
         Delivery::Delivered { attempts: 2 }
     );
 }
@@ -396,7 +396,7 @@ async fn a_retry_after_beyond_the_budget_ends_the_delivery_instead_of_waiting() 
     let webhook = notifier(hook_url(&hook).await, 3, Duration::from_secs(5));
 
     let started = Instant::now();
-    let delivery = webhook.deliver(&event(), "req-test").await;
+    let delivery = webhook.deliver(&event().envelope(), "req-test").await;
 
     assert!(
         matches!(delivery, Delivery::Failed { attempts: 1, .. }),
@@ -417,7 +417,7 @@ async fn unreachable_receiver_is_retried_then_reported() {
         Duration::from_secs(5),
     );
 
-    let delivery = webhook.deliver(&event(), "req-test").await;
+    let delivery = webhook.deliver(&event().envelope(), "req-test").await;
 
     assert!(
         matches!(
@@ -443,7 +443,7 @@ async fn hanging_receiver_times_out_and_is_retried() {
     let webhook = notifier(hook_url(&hook).await, 1, Duration::from_millis(200));
 
     let started = Instant::now();
-    let delivery = webhook.deliver(&event(), "req-test").await;
+    let delivery = webhook.deliver(&event().envelope(), "req-test").await;
 
     assert!(
         matches!(
@@ -470,7 +470,7 @@ async fn delivery_never_outlives_its_budget() {
     let webhook = notifier(hook_url(&hook).await, 10, Duration::from_secs(5)).with_budget(budget);
 
     let started = Instant::now();
-    let delivery = webhook.deliver(&event(), "req-test").await;
+    let delivery = webhook.deliver(&event().envelope(), "req-test").await;
     let took = started.elapsed();
 
     let Delivery::Failed { attempts, .. } = delivery else {

@@ -290,7 +290,7 @@ pub async fn idempotency_replays_refuses_and_expires(s: Arc<dyn IdempotencyStore
     assert_eq!(s.begin(key, a, t + 1).await.unwrap(), Begin::InProgress);
     assert_eq!(s.begin(key, b, t + 1).await.unwrap(), Begin::Mismatch);
     let stored = answer(r#"{"status":"initiated"}"#);
-    s.complete(key, a, &stored, t + 2).await.unwrap();
+    s.complete(key, a, &stored, None, t + 2).await.unwrap();
     assert_eq!(
         s.begin(key, a, t + 3).await.unwrap(),
         Begin::Replay(stored.clone())

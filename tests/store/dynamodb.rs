@@ -10,7 +10,7 @@ use axum::Router;
 use chamada::clock::ManualClock;
 use chamada::dispatch::ProviderKind;
 use chamada::store::dynamodb::{self, DynamoStore};
-use chamada::store::{IdempotencyStore, RateLimiter};
+use chamada::store::RateLimiter;
 use chamada::{router, App};
 use http::Request;
 use secrecy::SecretString;
@@ -49,12 +49,11 @@ impl Service {
         let clock = ManualClock::at(NOON_MS);
         let recorder = Recorder::new(ProviderKind::ElevenLabs);
         let limiter: Arc<dyn RateLimiter> = store.clone();
-        let idempotency: Arc<dyn IdempotencyStore> = store;
         let app = App::build(config(&refs))
             .await
             .with_clock(Arc::new(clock.clone()))
             .with_dispatcher(recorder.clone())
-            .with_stores(limiter, idempotency);
+            .with_stores(limiter, store);
         Service {
             router: router(Arc::new(app)),
             clock,

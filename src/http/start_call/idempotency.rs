@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::client_ip::IpKey;
 use crate::http::error::ApiError;
 use crate::http::RequestId;
-use crate::store::{keys, Begin, StoredResponse};
+use crate::store::{keys, Begin, Envelope, StoredResponse};
 
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -108,14 +108,16 @@ impl Claim {
     }
 
     /// Keeps the answer of a request that reached the provider (a replay must never ring
-    /// twice, even after a timeout); gives the key back otherwise, so a retry can succeed.
+    /// twice, even after a timeout) together with its webhook event; gives the key back
+    /// otherwise, so a retry can succeed. Answers whether the event was recorded.
     pub async fn end(
         &self,
         app: &App,
         response: Response,
         reached_provider: bool,
+        event: Option<&Envelope>,
         request_id: &RequestId,
-    ) -> Response {
+    ) -> (Response, bool) {
         let stored = if reached_provider {
             store(response).await
         } else {
@@ -124,20 +126,20 @@ impl Claim {
         match stored {
             Ok((stored, response)) => {
                 let now = app.clock.now_ms();
-                if let Err(error) = app
+                let saved = app
                     .idempotency
-                    .complete(&self.key, &self.fingerprint, &stored, now)
-                    .await
-                {
+                    .complete(&self.key, &self.fingerprint, &stored, event, now)
+                    .await;
+                if let Err(error) = &saved {
                     tracing::error!(request_id = %request_id.0, error = %error, "Idempotency record not saved");
                 }
-                response
+                (response, saved.is_ok())
             }
             Err(response) => {
                 if let Err(error) = app.idempotency.release(&self.key, &self.fingerprint).await {
                     tracing::error!(request_id = %request_id.0, error = %error, "Idempotency key not released");
                 }
-                response
+                (response, event.is_none())
             }
         }
     }

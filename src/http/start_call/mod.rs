@@ -8,6 +8,7 @@
 //! claim has a side effect; from the claim on, the request runs in its own task to the end.
 
 mod body;
+mod events;
 mod idempotency;
 
 pub(crate) use body::fields;
@@ -26,6 +27,7 @@ use super::client_addr::{client_ip, header_ip};
 use super::cors::{self, OriginCheck};
 use super::RequestId;
 use crate::access::{authenticate, Caller, Denied};
+use crate::after_answer::Background;
 use crate::app::App;
 use crate::calls::{Outcome, StartCall};
 use crate::client_ip::IpKey;
@@ -33,6 +35,7 @@ use crate::dispatch::{CallDispatcher, ProviderKind};
 use crate::http::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
+use crate::notify::Event;
 use crate::phone::{AllowedNumber, PhoneError};
 use crate::store::LimitStatus;
 use idempotency::{Claim, Fingerprint, IdempotencyKey};
@@ -64,6 +67,7 @@ async fn post(
         return Err(ApiError::Misconfigured);
     }
     let (parts, body) = request.into_parts();
+    let background = parts.extensions.get::<Background>().cloned();
     let peer = client_ip(config.client_ip_source, &parts);
     let caller = caller(app, &parts.headers, origin, peer, request_id)?;
 
@@ -119,6 +123,7 @@ async fn post(
         dispatcher,
         claim,
         request_id.clone(),
+        background,
     ));
     task.await.map_err(|_| ApiError::Internal)
 }
@@ -190,13 +195,15 @@ fn destination(app: &App, raw: &str, request_id: &RequestId) -> Result<AllowedNu
     })
 }
 
-/// Claims the idempotency key (or replays), runs the call path, and keeps or releases the key.
+/// Claims the idempotency key (or replays), runs the call path, keeps or releases the key,
+/// writes the webhook event to the outbox with the answer, and starts its delivery.
 async fn finish(
     app: Arc<App>,
     call: StartCall,
     dispatcher: Arc<dyn CallDispatcher>,
     claim: Option<Claim>,
     request_id: RequestId,
+    background: Option<Background>,
 ) -> Response {
     if let Some(claim) = &claim {
         if let Err(answer) = claim.begin(&app, &request_id).await {
@@ -211,15 +218,37 @@ async fn finish(
         Ok(_) => true,
         Err(error) => error.reached_provider(),
     };
+    // An event is written only when there is a receiver to deliver it to.
+    let event = outcome
+        .event
+        .as_ref()
+        .filter(|_| app.notifier.is_some())
+        .map(Event::envelope);
     let response = render(outcome, &request_id);
-    match &claim {
+    let (response, recorded) = match &claim {
         Some(claim) => {
             claim
-                .end(&app, response, reached_provider, &request_id)
+                .end(
+                    &app,
+                    response,
+                    reached_provider,
+                    event.as_ref(),
+                    &request_id,
+                )
                 .await
         }
-        None => response,
+        None => {
+            let recorded = match &event {
+                Some(event) => events::record(&app, event, &request_id).await,
+                None => true,
+            };
+            (response, recorded)
+        }
+    };
+    if let Some(event) = event {
+        events::deliver(&app, event, recorded, background).await;
     }
+    response
 }
 
 /// `X-End-User-IP` from an authenticated server: one IP address, or absent.

@@ -27,6 +27,7 @@ mod idempotency;
 mod item;
 mod limit_item;
 mod limits;
+mod outbox;
 mod table;
 
 pub use table::create_table;

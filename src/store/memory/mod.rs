@@ -2,22 +2,28 @@
 //! instances share no memory, so production on this store must be chosen explicitly
 //! (docs/API.md §5) and health says so.
 
-use std::collections::{HashMap, VecDeque};
+mod outbox;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{
-    secs_until, Admission, Begin, IdempotencyStore, LimitCheck, LimitStatus, RateLimiter,
-    StoreError, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
+    secs_until, Admission, Begin, Envelope, IdempotencyStore, LimitCheck, LimitStatus, OutboxItem,
+    RateLimiter, StoreError, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS,
+    IDEMPOTENCY_TTL_MS,
 };
 
 /// Sweep idle keys every this many operations, so memory follows the live keys.
 const SWEEP_EVERY: u64 = 4096;
 
+/// Limits, idempotency records and the outbox of one process. The outbox is not durable: a
+/// process that stops loses the events it has not delivered (docs/API.md §9).
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    outbox: Mutex<BTreeMap<String, OutboxItem>>,
 }
 
 #[derive(Default)]
@@ -61,6 +67,11 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a half-applied admission (all mutation
         // happens after every check), so a poisoned lock is safe to keep using.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OutboxItem>> {
+        // Every outbox change is one assignment under the lock: nothing half-applied.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many keys the store holds (limits and idempotency), for tests of the sweep.
@@ -258,9 +269,12 @@ impl IdempotencyStore for MemoryStore {
         key: &str,
         fingerprint: &str,
         response: &StoredResponse,
+        event: Option<&Envelope>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        // One write, as far as any reader can tell: both locks are held together.
         let mut inner = self.lock();
+        let mut outbox = self.lock_outbox();
         if let Some(record) = inner.records.get_mut(key) {
             if record.fingerprint == fingerprint {
                 record.state = RecordState::Done {
@@ -268,6 +282,9 @@ impl IdempotencyStore for MemoryStore {
                     expires_ms: now_ms + IDEMPOTENCY_TTL_MS,
                 };
             }
+        }
+        if let Some(event) = event {
+            outbox::insert(&mut outbox, event, now_ms);
         }
         Ok(())
     }
