@@ -7,7 +7,7 @@ use crate::after_answer::AfterAnswer;
 use crate::calls::Ports;
 use crate::client_ip::ClientIpSource;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, ProblemKind, Scope};
+use crate::config::{Config, ConfigError, Problem, ProblemKind, Scope};
 use crate::dispatch::ProviderKind;
 use crate::dispatch::{CallDispatcher, Dispatchers, DryRun, ElevenLabs, LiveKit};
 use crate::logging;
@@ -40,13 +40,23 @@ impl App {
     /// Start-up of a serverless entry point: configuration from the process environment for
     /// `platform`, logs, every client and the phone metadata — once per process, at init,
     /// never in the handler. Configuration problems are logged, not fatal.
-    pub async fn from_env(platform: ClientIpSource) -> Result<Arc<App>, ConfigError> {
+    pub async fn from_env(platform: ClientIpSource) -> Result<App, ConfigError> {
+        Self::from_env_reporting(platform, |_| true).await
+    }
+
+    /// [`App::from_env`] for a function that uses part of the configuration: only the problems
+    /// `relevant` keeps are logged and counted (the outbox function has no API key or provider
+    /// to be missing).
+    pub async fn from_env_reporting(
+        platform: ClientIpSource,
+        relevant: fn(&Problem) -> bool,
+    ) -> Result<App, ConfigError> {
         let config = Config::from_env(platform)?;
         logging::init(config.log_format);
         let app = App::build(config).await;
         tracing::info!(details = %app.describe(), "Chamada started");
-        app.report_problems();
-        Ok(Arc::new(app))
+        app.report(relevant);
+        Ok(app)
     }
 
     /// Builds every port the configuration asks for. Never fails: what cannot be built becomes
@@ -142,13 +152,20 @@ impl App {
     /// Logs one `Environment variable missing` line per problem (names and reasons, never
     /// values). Entry points call it once at start-up.
     pub fn report_problems(&self) {
-        if !self.config.problems.is_empty() {
-            self.count(
-                Metric::ConfigurationProblems,
-                self.config.problems.len() as u64,
-            );
+        self.report(|_| true);
+    }
+
+    fn report(&self, relevant: fn(&Problem) -> bool) {
+        let problems: Vec<&Problem> = self
+            .config
+            .problems
+            .iter()
+            .filter(|p| relevant(p))
+            .collect();
+        if !problems.is_empty() {
+            self.count(Metric::ConfigurationProblems, problems.len() as u64);
         }
-        for problem in &self.config.problems {
+        for problem in problems {
             tracing::error!(
                 variable = problem.name,
                 kind = problem.kind.as_str(),

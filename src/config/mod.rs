@@ -91,6 +91,8 @@ pub struct Config {
     pub elevenlabs: Option<ElevenLabsConfig>,
     pub livekit: Option<LiveKitConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// `CRON_SECRET`: the bearer token of `GET /api/outbox/sweep` (Vercel Cron sends it).
+    pub cron_secret: Option<SecretString>,
     pub provider_timeout: Duration,
     pub log_format: LogFormat,
     /// On AWS Lambda, the function name: metrics are written as EMF lines under this `Service`.
@@ -132,11 +134,16 @@ pub const VARIABLES: &[&str] = &[
     "MAKE_WEBHOOK_SECRET",
     "WEBHOOK_TIMEOUT",
     "WEBHOOK_RETRIES",
+    "WEBHOOK_SWEEP_SECONDS",
+    "CRON_SECRET",
     "LOG_FORMAT",
 ];
 
 /// Minimum length of a production API key.
 pub const MIN_KEY_LEN: usize = 32;
+
+/// Minimum length of `CRON_SECRET` in production.
+pub const MIN_CRON_SECRET_LEN: usize = 16;
 
 /// Minimum length of `RATE_LIMIT_HASH_KEY` in production.
 pub const MIN_HASH_KEY_LEN: usize = 32;
@@ -171,6 +178,7 @@ impl Config {
         let client_ip_source = client_ip_source(&mut r, platform);
         let providers = providers::read(&mut r, caller_id);
         let webhook = providers::webhook(&mut r);
+        let cron_secret = cron_secret(&mut r);
         let log_format = log_format(&mut r);
 
         Ok(Config {
@@ -190,6 +198,7 @@ impl Config {
             elevenlabs: providers.elevenlabs,
             livekit: providers.livekit,
             webhook,
+            cron_secret,
             provider_timeout: providers.timeout,
             log_format,
             metrics_service: source
@@ -378,6 +387,17 @@ fn client_ip_source(r: &mut Reader, platform: ClientIpSource) -> ClientIpSource 
         }
         None => platform,
     }
+}
+
+/// `CRON_SECRET`: at least [`MIN_CRON_SECRET_LEN`] characters in production (Vercel's advice:
+/// a random string of 16 or more).
+fn cron_secret(r: &mut Reader) -> Option<SecretString> {
+    let secret = r.secret("CRON_SECRET")?;
+    if r.production && secret.expose_secret().len() < MIN_CRON_SECRET_LEN {
+        r.refuse("CRON_SECRET", "needs 16 characters or more in production");
+        return None;
+    }
+    Some(secret)
 }
 
 fn log_format(r: &mut Reader) -> LogFormat {

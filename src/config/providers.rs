@@ -219,6 +219,7 @@ pub(super) fn webhook(r: &mut Reader) -> Option<WebhookConfig> {
     let secret = r.secret("MAKE_WEBHOOK_SECRET");
     let timeout = Duration::from_secs(r.number("WEBHOOK_TIMEOUT", 1, 300).unwrap_or(30));
     let retries = r.number("WEBHOOK_RETRIES", 0, 10).unwrap_or(3) as u32;
+    let sweep_every = Duration::from_secs(r.number("WEBHOOK_SWEEP_SECONDS", 1, 3600).unwrap_or(60));
     if secret
         .as_ref()
         .is_some_and(|s| WebhookSecret::parse(s.expose_secret()).is_err())
@@ -241,5 +242,6 @@ pub(super) fn webhook(r: &mut Reader) -> Option<WebhookConfig> {
         secret,
         timeout,
         retries,
+        sweep_every,
     })
 }

@@ -12,7 +12,9 @@ use lambda_http::request::RequestContext;
 use tower::util::MapRequest;
 use tower::ServiceExt;
 
+use crate::after_answer::AfterAnswer;
 use crate::client_ip::{AwsSourceIp, ClientIpSource};
+use crate::store::StoreKind;
 use crate::App;
 
 /// The service `lambda_http::run` drives: the router behind stage stripping.
@@ -72,8 +74,21 @@ fn strip_stage(mut request: lambda_http::Request) -> lambda_http::Request {
     request
 }
 
-/// The Lambda entry point: init once, then serve events.
+/// The Lambda entry point: init once, then serve events — HTTP events, or the outbox's
+/// (`CHAMADA_HANDLER=outbox`: the stream, the sweep schedule, operators).
 pub async fn run() -> Result<(), lambda_http::Error> {
+    if std::env::var("CHAMADA_HANDLER").as_deref() == Ok("outbox") {
+        let app =
+            App::from_env_reporting(ClientIpSource::Aws, crate::entry::outbox_lambda::relevant)
+                .await?;
+        return crate::entry::outbox_lambda::run(Arc::new(app)).await;
+    }
     let app = App::from_env(ClientIpSource::Aws).await?;
-    lambda_http::run(router(app)).await
+    // A frozen instance runs nothing after its answer: on DynamoDB the stream's function
+    // delivers; on the memory store (one instance's own outbox) delivery runs before it.
+    let after_answer = match app.config.store {
+        StoreKind::DynamoDb => AfterAnswer::Stream,
+        StoreKind::Memory => AfterAnswer::Inline,
+    };
+    lambda_http::run(router(Arc::new(app.with_after_answer(after_answer)))).await
 }

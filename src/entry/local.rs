@@ -3,6 +3,10 @@
 //!
 //! `cargo run -- create-table` creates the `RATE_LIMIT_TABLE` DynamoDB table (see
 //! `docs/DYNAMODB.md`) wherever the AWS settings point, `AWS_ENDPOINT_URL_DYNAMODB` included.
+//! `cargo run -- webhooks list-failed | redeliver <id> | sweep` manages that table's outbox.
+//!
+//! Webhook events are delivered after each answer on the runtime, and the outbox is swept every
+//! `WEBHOOK_SWEEP_SECONDS` for windows due later.
 
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -18,11 +22,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::after_answer::AfterAnswer;
 use crate::client_ip::ClientIpSource;
 use crate::http::page;
+use crate::notify::commands::{self, Command};
+use crate::store::StoreKind;
 use crate::{logging, router, App, Config};
 
 pub const DEFAULT_PORT: u16 = 5001;
+
+/// A sweep of the local server or the command line starts no window after this long.
+const CLI_SWEEP_BUDGET: Duration = Duration::from_secs(600);
 
 /// How long a client may take to send a request's head (request line and headers) before the
 /// connection is closed. The body has its own bound on every platform
@@ -40,14 +50,85 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match std::env::args().nth(1).as_deref() {
-        None => runtime.block_on(serve()),
-        Some("create-table") => runtime.block_on(create_table()),
-        Some(other) => {
-            eprintln!("chamada: unknown command {other:?} (expected none, or create-table)");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => runtime.block_on(serve()),
+        ["create-table"] => runtime.block_on(create_table()),
+        ["webhooks", command @ ..] => match webhook_command(command) {
+            Some(command) => runtime.block_on(webhooks(command)),
+            None => {
+                eprintln!("chamada: expected webhooks list-failed | redeliver <id> | sweep");
+                ExitCode::FAILURE
+            }
+        },
+        [other, ..] => {
+            eprintln!(
+                "chamada: unknown command {other:?} (expected none, create-table or webhooks)"
+            );
             ExitCode::FAILURE
         }
     }
+}
+
+fn webhook_command(args: &[&str]) -> Option<Command> {
+    match args {
+        ["list-failed"] => Some(Command::ListFailed),
+        ["redeliver", id] => Some(Command::Redeliver { id: id.to_string() }),
+        ["sweep"] => Some(Command::Sweep),
+        _ => None,
+    }
+}
+
+/// `cargo run -- webhooks …`: the outbox of the shared store (DynamoDB) as configured.
+async fn webhooks(command: Command) -> ExitCode {
+    let config = match Config::from_env(ClientIpSource::Socket) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("chamada: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.store == StoreKind::Memory {
+        eprintln!("chamada: the memory store's outbox lives inside the server process; set RATE_LIMIT_TABLE to manage a shared one");
+        return ExitCode::FAILURE;
+    }
+    let app = App::build(config).await;
+    let Some(deliverer) = app.deliverer() else {
+        eprintln!("chamada: set MAKE_WEBHOOK_URL: without a webhook there is no outbox");
+        return ExitCode::FAILURE;
+    };
+    match commands::run(&deliverer, &command, CLI_SWEEP_BUDGET).await {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("chamada: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sweeps the outbox every `every`, from start-up on (events left by a stopped process are
+/// delivered at once).
+fn sweep_every(app: &App, every: Duration) {
+    let Some(deliverer) = app.deliverer() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = deliverer.sweep(CLI_SWEEP_BUDGET).await {
+                tracing::error!(error = %error, "Outbox sweep failed");
+            }
+        }
+    });
 }
 
 /// Creates the limits table named by `RATE_LIMIT_TABLE`, with TTL on `expires_at`.
@@ -118,7 +199,13 @@ async fn serve() -> ExitCode {
             config.allowed_origins.push(own);
         }
     }
-    let app = App::build(config).await;
+    let sweep = config.webhook.as_ref().map(|webhook| webhook.sweep_every);
+    let app = App::build(config)
+        .await
+        .with_after_answer(AfterAnswer::Spawn);
+    if let Some(every) = sweep {
+        sweep_every(&app, every);
+    }
     println!(
         "Chamada listening on http://localhost:{port} ({})",
         app.describe()

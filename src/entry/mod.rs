@@ -3,4 +3,6 @@
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod local;
+#[cfg(feature = "lambda")]
+pub mod outbox_lambda;
 pub mod vercel;

@@ -56,6 +56,8 @@ pub enum ApiError {
     ProviderTimeout,
     #[error("The request body did not arrive in time.")]
     RequestTimeout,
+    #[error("The webhook outbox could not be read, so nothing was delivered.")]
+    OutboxUnavailable,
 }
 
 impl ApiError {
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::Misconfigured => "misconfigured",
             ApiError::ProviderTimeout => "provider_timeout",
             ApiError::RequestTimeout => "request_timeout",
+            ApiError::OutboxUnavailable => "outbox_unavailable",
         }
     }
 
@@ -117,14 +120,15 @@ impl ApiError {
             ApiError::ProviderError(_) => StatusCode::BAD_GATEWAY,
             ApiError::ProviderNotConfigured
             | ApiError::RateLimitUnavailable
-            | ApiError::Misconfigured => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Misconfigured
+            | ApiError::OutboxUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     /// Every code this service can answer with, for the OpenAPI document's test.
-    pub const CODES: [&'static str; 20] = [
+    pub const CODES: [&'static str; 21] = [
         "invalid_json",
         "invalid_request",
         "invalid_phone_number",
@@ -145,6 +149,7 @@ impl ApiError {
         "misconfigured",
         "provider_timeout",
         "request_timeout",
+        "outbox_unavailable",
     ];
 
     /// The whole answer: status, the headers the status calls for, and the JSON body of
@@ -313,6 +318,7 @@ mod tests {
             ApiError::Misconfigured,
             ApiError::ProviderTimeout,
             ApiError::RequestTimeout,
+            ApiError::OutboxUnavailable,
         ];
         let codes: std::collections::BTreeSet<_> = every.iter().map(ApiError::code).collect();
         assert_eq!(codes.len(), ApiError::CODES.len());

@@ -9,6 +9,7 @@ pub mod cors;
 pub mod error;
 mod health;
 pub mod openapi;
+mod outbox;
 pub mod page;
 mod start_call;
 
@@ -47,6 +48,9 @@ pub fn validate_body(bytes: &[u8], authenticated: bool) -> Result<(), ApiError> 
 pub const START_CALL: &str = "/api/start_call";
 pub const HEALTH: &str = "/api/health";
 pub const OPENAPI: &str = "/api/openapi.json";
+pub const OUTBOX_SWEEP: &str = "/api/outbox/sweep";
+/// Every path the router answers (the local server adds the page's, `page::FILES`).
+pub const API_PATHS: [&str; 4] = [START_CALL, HEALTH, OPENAPI, OUTBOX_SWEEP];
 
 /// Builds the router. Paths are the same on every platform.
 pub fn router(app: Arc<App>) -> Router {
@@ -54,6 +58,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(START_CALL, any(start_call::handle))
         .route(HEALTH, any(health::handle))
         .route(OPENAPI, any(openapi::handle))
+        .route(OUTBOX_SWEEP, any(outbox::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), frame))
         .with_state(app)

@@ -118,6 +118,11 @@ impl Deliverer {
         &self.outbox
     }
 
+    /// Now, on the deliverer's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     fn lease_ms(&self) -> u64 {
         (self.notifier.window_bound() + LEASE_MARGIN).as_millis() as u64
     }

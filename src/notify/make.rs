@@ -21,6 +21,8 @@ pub struct WebhookConfig {
     pub secret: Option<SecretString>,
     pub timeout: Duration,
     pub retries: u32,
+    /// How often the local server sweeps the outbox for events due (`WEBHOOK_SWEEP_SECONDS`).
+    pub sweep_every: Duration,
 }
 
 /// How much longer than one attempt the whole delivery may take (pauses and retries).

@@ -14,6 +14,7 @@
 //! and no later window is tried.
 
 mod backoff;
+pub mod commands;
 mod delivery;
 mod make;
 mod signature;

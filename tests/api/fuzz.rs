@@ -143,6 +143,7 @@ proptest! {
                     secret: None,
                     timeout: Duration::from_millis(50),
                     retries: 3,
+                    sweep_every: Duration::from_secs(60),
                 },
                 reqwest::Client::new(),
             )

@@ -678,6 +678,14 @@ async fn run_local_server() -> Run {
         answers.push((status, response.json::<Value>().await.unwrap()));
     }
 
+    // Delivery runs after the answers: wait for the four webhook requests (the failed call's
+    // event twice, with 503) before stopping the server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hook.received_requests().await.unwrap_or_default().len() < 4
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(server); // kill, then read the rest of stdout to its end
     reader.join().unwrap();
     let logs: Vec<String> = lines.try_iter().collect();

@@ -299,6 +299,7 @@ fn notifier(url: String, retries: u32, attempt_timeout: Duration) -> MakeWebhook
         secret: Some(SecretString::from(HOOK_SECRET)),
         timeout: attempt_timeout,
         retries,
+        sweep_every: Duration::from_secs(60),
     };
     MakeWebhook::new(&config, reqwest::Client::new())
         .unwrap()
@@ -488,6 +489,7 @@ fn the_default_policy_is_documented_in_numbers() {
         secret: None,
         timeout: Duration::from_secs(30),
         retries: 3,
+        sweep_every: Duration::from_secs(60),
     };
     let policy = MakeWebhook::new(&config, reqwest::Client::new())
         .unwrap()
