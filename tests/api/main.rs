@@ -10,6 +10,7 @@ mod limits;
 mod malformed;
 mod metrics;
 mod openapi;
+mod outbox;
 mod page;
 mod properties;
 mod providers;

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use chamada::after_answer::AfterAnswer;
 use chamada::clock::ManualClock;
 use chamada::dispatch::ProviderKind;
 use chamada::dispatch::{CallDispatcher, CallRequest, DispatchError, PlacedCall};
@@ -123,6 +124,11 @@ impl TestApp {
     }
 
     pub async fn from_config(config: Config) -> TestApp {
+        Self::delivering(config, AfterAnswer::Inline).await
+    }
+
+    /// The app on `config`, delivering webhook events `after_answer` (as a platform does).
+    pub async fn delivering(config: Config, after_answer: AfterAnswer) -> TestApp {
         let kind = config.provider.unwrap_or(ProviderKind::DryRun);
         let clock = ManualClock::at(NOON_MS);
         let recorder = Recorder::new(kind);
@@ -131,7 +137,8 @@ impl TestApp {
             .await
             .with_clock(Arc::new(clock.clone()))
             .with_metrics(metrics.clone())
-            .with_dispatcher(recorder.clone());
+            .with_dispatcher(recorder.clone())
+            .with_after_answer(after_answer);
         let app = Arc::new(app);
         TestApp {
             router: router(app.clone()),
