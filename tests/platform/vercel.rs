@@ -3,13 +3,29 @@
 //! client address is Vercel's `x-real-ip`.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio::sync::Semaphore;
+
+use axum::routing::post;
 
 async fn start_vercel_function() -> (tokio::process::Child, String) {
+    let (child, base, _lines) = start_vercel_function_with(&[]).await;
+    (child, base)
+}
+
+/// The function with extra variables; its stdout lines after start-up come through the channel.
+async fn start_vercel_function_with(
+    extra: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     // A free port for the bridge (vercel_runtime cannot report a port 0 back).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -23,6 +39,7 @@ async fn start_vercel_function() -> (tokio::process::Child, String) {
         .env("VERCEL", "1")
         .env("VERCEL_DEV_PORT", port.to_string())
         .env("ALLOWED_ORIGINS", "https://chamada.example")
+        .envs(extra.iter().copied())
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -40,8 +57,13 @@ async fn start_vercel_function() -> (tokio::process::Child, String) {
     .await
     .unwrap_or(false);
     assert!(ready, "the function never said it was listening");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://127.0.0.1:{port}"))
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, format!("http://127.0.0.1:{port}"), rx)
 }
 
 #[tokio::test]
@@ -108,4 +130,79 @@ async fn on_vercel_health_and_cors_behave_as_everywhere() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// A webhook receiver that holds every request until the test opens its gate.
+struct GatedReceiver {
+    url: String,
+    received: Arc<Mutex<Vec<String>>>,
+    gate: Arc<Semaphore>,
+}
+
+async fn gated_receiver() -> GatedReceiver {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(Semaphore::new(0));
+    let (seen, held) = (received.clone(), gate.clone());
+    let hook = post(move |headers: http::HeaderMap| {
+        let (seen, held) = (seen.clone(), held.clone());
+        async move {
+            let id = headers["webhook-id"].to_str().unwrap_or("").to_string();
+            seen.lock().unwrap().push(id);
+            held.acquire().await.unwrap().forget();
+            http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/hook", hook))
+            .await
+            .unwrap()
+    });
+    GatedReceiver {
+        url,
+        received,
+        gate,
+    }
+}
+
+/// Vercel's `waitUntil`: the answer leaves while the receiver still holds the event, and the
+/// invocation's background work then runs the delivery to its end.
+#[tokio::test]
+async fn on_vercel_the_answer_comes_first_and_wait_until_delivers_after_it() {
+    let hook = gated_receiver().await;
+    let (_child, base, mut lines) = start_vercel_function_with(&[
+        ("MAKE_WEBHOOK_URL", hook.url.as_str()),
+        ("WEBHOOK_RETRIES", "0"),
+    ])
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/start_call"))
+        .header("x-real-ip", "198.51.100.43")
+        .json(&json!({ "phone_number": "+351912345012" }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the answer does not wait for the receiver");
+    // The receiver cannot have answered: its gate is closed.
+    assert_eq!(r.status(), 200);
+    assert_eq!(hook.gate.available_permits(), 0);
+
+    let delivered = tokio::time::timeout(Duration::from_secs(20), async {
+        while hook.received.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hook.gate.add_permits(1);
+        while let Some(line) = lines.recv().await {
+            if line.contains("Webhook delivered") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the delivery ran after the answer");
+    let id = hook.received.lock().unwrap()[0].clone();
+    assert!(id.starts_with("msg_"), "{id}");
+    assert!(delivered.contains(&id), "{delivered}");
 }
