@@ -22,9 +22,9 @@
 //! [`OUTBOX_INDEX`] (partition `ob_state`, sort `ob_at`, all attributes projected) is sparse:
 //! a delivered event drops both attributes and leaves it. `due` queries `pending` with
 //! `ob_at <= now` in index order (earliest due first), filters out events under a live lease
-//! (`lease_until <= now`; a filter does not count against `Limit`, so it pages until it has
-//! `limit` events or the index has no more), and sorts the page it keeps by due time, then
-//! creation. `failed` queries `failed` backwards (newest first).
+//! (`lease_until <= now`; `Limit` counts the events read before the filter, so it pages until
+//! it has `limit` events or the index has no more), and sorts what it keeps by due time, then
+//! creation, then id. `failed` queries `failed` backwards (newest written first).
 //!
 //! An index is eventually consistent: `due` may list an event claimed or settled a moment ago,
 //! or miss one written a moment ago (the stream or the next sweep picks it up). It only
