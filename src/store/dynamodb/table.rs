@@ -19,8 +19,9 @@ use super::{
 };
 use crate::store::StoreError;
 
-/// How long a new table may take to become active (DynamoDB: seconds; emulators: none).
-const TABLE_WAIT: Duration = Duration::from_secs(60);
+/// How long a new table (with its index) or a stream change may take to become active
+/// (DynamoDB: seconds to a few minutes; emulators: none).
+const TABLE_WAIT: Duration = Duration::from_secs(5 * 60);
 /// How long an index added to an existing table may take to fill (DynamoDB reads every item
 /// of the table into it: minutes on a large table).
 const INDEX_WAIT: Duration = Duration::from_secs(30 * 60);
