@@ -1,12 +1,17 @@
 //! One conformance suite for every store: each function takes a port and states one rule of
-//! docs/API.md §5 or §8. `main.rs` runs each against the memory store and the DynamoDB store.
+//! docs/API.md §5, §8 or §9 (the outbox). `main.rs` runs each against the memory store and the
+//! DynamoDB store.
 
 use std::sync::Arc;
 
+use chamada::store::outbox::OUTBOX_RETENTION_MS;
 use chamada::store::{
-    utc_day, Admission, Begin, IdempotencyStore, LimitCheck, LimitKind, RateLimiter,
-    StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
+    utc_day, Admission, Begin, Envelope, IdempotencyStore, LimitCheck, LimitKind, Outbox,
+    OutboxItem, OutboxState, RateLimiter, Settle, StoredResponse, Window, DAY_MS,
+    IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
+
+use crate::CallStore;
 
 /// 2026-11-28T12:00:00Z.
 pub const NOON_MS: u64 = 1_795_867_200_000;
@@ -367,4 +372,453 @@ pub async fn a_refund_gives_back_exactly_one_admission(l: Arc<dyn RateLimiter>) 
     // The number that was refunded is free again (its only admission was given back).
     let a = admit(&l, &[number("+351912345672", 1)], t + 4).await;
     assert!(admitted(&a), "{a:?}");
+}
+
+// The outbox (docs/API.md §9).
+
+/// A claim's lease in these rules.
+pub const LEASE_MS: u64 = 60_000;
+
+pub fn envelope(id: &str) -> Envelope {
+    Envelope {
+        id: id.into(),
+        body: format!(r#"{{"id":"{id}","type":"call.initiated","data":{{"to":"+351912345678"}}}}"#),
+    }
+}
+
+async fn enqueue(o: &Arc<dyn Outbox>, id: &str, now: u64) {
+    o.enqueue(&envelope(id), now).await.expect("store answers");
+}
+
+async fn get(o: &Arc<dyn Outbox>, id: &str) -> OutboxItem {
+    o.get(id)
+        .await
+        .expect("store answers")
+        .unwrap_or_else(|| panic!("{id} is kept"))
+}
+
+async fn claim(o: &Arc<dyn Outbox>, id: &str, now: u64) -> Option<OutboxItem> {
+    o.claim(id, now, LEASE_MS).await.expect("store answers")
+}
+
+/// The ids of `items`, in order.
+fn ids(items: &[OutboxItem]) -> Vec<&str> {
+    items.iter().map(|item| item.envelope.id.as_str()).collect()
+}
+
+async fn due_ids(o: &Arc<dyn Outbox>, now: u64, limit: usize) -> Vec<String> {
+    let due = o.due(now, limit).await.expect("store answers");
+    for item in &due {
+        assert_eq!(item.state, OutboxState::Pending, "{item:?}");
+        assert!(
+            item.due_at_ms <= now && item.lease_until_ms <= now,
+            "{item:?}"
+        );
+    }
+    ids(&due).into_iter().map(String::from).collect()
+}
+
+/// An event is written once: enqueueing its id again (another body, later) changes nothing,
+/// not its body, its times, nor a window in progress.
+pub async fn enqueue_is_idempotent_by_id(o: Arc<dyn Outbox>) {
+    let t = NOON_MS;
+    assert_eq!(o.get("msg_1").await.unwrap(), None);
+    enqueue(&o, "msg_1", t).await;
+    let first = get(&o, "msg_1").await;
+    assert_eq!(
+        first,
+        OutboxItem {
+            envelope: envelope("msg_1"),
+            state: OutboxState::Pending,
+            attempts: 0,
+            due_at_ms: t,
+            lease_until_ms: 0,
+            created_at_ms: t,
+            last_error: None,
+        }
+    );
+    let other = Envelope {
+        id: "msg_1".into(),
+        body: "another body".into(),
+    };
+    o.enqueue(&other, t + 5).await.unwrap();
+    assert_eq!(get(&o, "msg_1").await, first);
+
+    let claimed = claim(&o, "msg_1", t + 10).await.expect("due");
+    o.enqueue(&other, t + 20).await.unwrap();
+    assert_eq!(
+        get(&o, "msg_1").await,
+        claimed,
+        "the window keeps its claim"
+    );
+    assert_eq!(due_ids(&o, t + 20, 10).await, Vec::<String>::new());
+
+    // Past its retention the store forgets an event (TTL may lag; the id is free anyway).
+    let forgotten = t + OUTBOX_RETENTION_MS;
+    o.enqueue(&other, forgotten - 1).await.unwrap();
+    assert_eq!(
+        get(&o, "msg_1").await,
+        claimed,
+        "kept to the last millisecond"
+    );
+    o.enqueue(&other, forgotten).await.unwrap();
+    let fresh = get(&o, "msg_1").await;
+    assert_eq!(
+        (fresh.envelope, fresh.attempts, fresh.created_at_ms),
+        (other, 0, forgotten)
+    );
+}
+
+/// `due` lists pending events whose time has come and that no window holds, earliest due
+/// first, at most `limit` — however many leased events come before them.
+pub async fn due_lists_only_pending_due_unleased_events_earliest_first_and_bounded(
+    o: Arc<dyn Outbox>,
+) {
+    let t = NOON_MS;
+    // Held by windows: due earliest of all.
+    for (i, id) in ["msg_leased_1", "msg_leased_2", "msg_leased_3"]
+        .iter()
+        .enumerate()
+    {
+        enqueue(&o, id, t + i as u64).await;
+        assert!(claim(&o, id, t + 50).await.is_some());
+    }
+    // Delivered and failed: not pending.
+    enqueue(&o, "msg_delivered", t + 5).await;
+    enqueue(&o, "msg_failed", t + 6).await;
+    for (id, result) in [
+        ("msg_delivered", Settle::Delivered),
+        (
+            "msg_failed",
+            Settle::Failed {
+                error: "status 410".into(),
+            },
+        ),
+    ] {
+        assert!(claim(&o, id, t + 50).await.is_some());
+        assert!(o.settle(id, 1, &result, t + 51).await.unwrap());
+    }
+    // Pending, written out of order.
+    enqueue(&o, "msg_c", t + 30).await;
+    enqueue(&o, "msg_a", t + 10).await;
+    enqueue(&o, "msg_b", t + 20).await;
+    // Not due yet at t + 100.
+    enqueue(&o, "msg_later", t + 101).await;
+
+    let now = t + 100;
+    assert_eq!(due_ids(&o, now, 10).await, ["msg_a", "msg_b", "msg_c"]);
+    assert_eq!(due_ids(&o, now, 2).await, ["msg_a", "msg_b"], "bounded");
+    assert_eq!(due_ids(&o, now, 1).await, ["msg_a"], "bounded");
+    assert!(due_ids(&o, now, 0).await.is_empty());
+    assert_eq!(
+        due_ids(&o, t + 25, 10).await,
+        ["msg_a", "msg_b"],
+        "due by then"
+    );
+    assert_eq!(
+        due_ids(&o, t + 101, 10).await,
+        ["msg_a", "msg_b", "msg_c", "msg_later"]
+    );
+    // Once the windows' leases run out, their events are due again, in their place.
+    assert_eq!(
+        due_ids(&o, t + 50 + LEASE_MS, 4).await,
+        ["msg_leased_1", "msg_leased_2", "msg_leased_3", "msg_a"]
+    );
+}
+
+/// However many workers try at once, one window starts.
+pub async fn of_twenty_concurrent_claims_of_one_due_event_exactly_one_wins(o: Arc<dyn Outbox>) {
+    let t = NOON_MS;
+    for round in 0..3u64 {
+        let id = format!("msg_race_{round}");
+        enqueue(&o, &id, t).await;
+        let now = t + round;
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let o = o.clone();
+                let id = id.clone();
+                tokio::spawn(async move { o.claim(&id, now, LEASE_MS).await })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for task in tasks {
+            if let Some(item) = task.await.unwrap().expect("store answers under load") {
+                won.push(item);
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: {won:?}");
+        assert_eq!(won[0].attempts, 1);
+        assert_eq!(won[0].lease_until_ms, now + LEASE_MS);
+        assert_eq!(get(&o, &id).await.attempts, 1, "one window counted");
+    }
+}
+
+/// A claim counts the window and holds the event for the lease: no other claim until it
+/// expires, then the next window (attempt 2). Unknown events are never claimed.
+pub async fn a_claim_holds_the_event_until_its_lease_expires(o: Arc<dyn Outbox>) {
+    let t = NOON_MS;
+    assert_eq!(claim(&o, "msg_unknown", t).await, None);
+    assert_eq!(
+        o.get("msg_unknown").await.unwrap(),
+        None,
+        "a claim creates nothing"
+    );
+    enqueue(&o, "msg_1", t).await;
+    let first = claim(&o, "msg_1", t + 1).await.expect("due and unleased");
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.lease_until_ms, t + 1 + LEASE_MS);
+    assert_eq!(first.state, OutboxState::Pending);
+    assert_eq!(first.envelope, envelope("msg_1"));
+    assert_eq!(get(&o, "msg_1").await, first);
+
+    let expiry = t + 1 + LEASE_MS;
+    assert_eq!(claim(&o, "msg_1", t + 2).await, None);
+    assert_eq!(claim(&o, "msg_1", expiry - 1).await, None);
+    assert!(due_ids(&o, expiry - 1, 10).await.is_empty());
+    assert_eq!(due_ids(&o, expiry, 10).await, ["msg_1"]);
+    let second = claim(&o, "msg_1", expiry).await.expect("the lease ran out");
+    assert_eq!(second.attempts, 2);
+    assert_eq!(second.lease_until_ms, expiry + LEASE_MS);
+}
+
+/// `settle` ends the window it names only while that window is the event's: after its lease
+/// ran out and another began, or after the event left pending, it answers false and changes
+/// nothing.
+pub async fn settling_a_window_that_is_over_changes_nothing(o: Arc<dyn Outbox>) {
+    let t = NOON_MS;
+    assert!(!o
+        .settle("msg_unknown", 1, &Settle::Delivered, t)
+        .await
+        .unwrap());
+    assert_eq!(o.get("msg_unknown").await.unwrap(), None);
+
+    enqueue(&o, "msg_1", t).await;
+    assert_eq!(claim(&o, "msg_1", t).await.unwrap().attempts, 1);
+    let second = claim(&o, "msg_1", t + LEASE_MS).await.unwrap();
+    assert_eq!(second.attempts, 2);
+    for stale in [
+        Settle::Delivered,
+        Settle::Failed {
+            error: "status 500".into(),
+        },
+        Settle::RetryAt {
+            due_at_ms: t + 1,
+            error: "timeout".into(),
+        },
+    ] {
+        assert!(!o
+            .settle("msg_1", 1, &stale, t + LEASE_MS + 1)
+            .await
+            .unwrap());
+        assert_eq!(get(&o, "msg_1").await, second, "{stale:?} changed nothing");
+    }
+    assert!(!o
+        .settle("msg_1", 3, &Settle::Delivered, t + LEASE_MS + 1)
+        .await
+        .unwrap());
+    assert_eq!(get(&o, "msg_1").await, second);
+
+    assert!(o
+        .settle("msg_1", 2, &Settle::Delivered, t + LEASE_MS + 2)
+        .await
+        .unwrap());
+    let delivered = get(&o, "msg_1").await;
+    assert_eq!(delivered.state, OutboxState::Delivered);
+    assert_eq!(delivered.lease_until_ms, 0);
+    assert_eq!(delivered.last_error, None);
+    // Delivered is final: no window settles it again, none starts.
+    let failed = Settle::Failed {
+        error: "status 500".into(),
+    };
+    assert!(!o
+        .settle("msg_1", 2, &failed, t + LEASE_MS + 3)
+        .await
+        .unwrap());
+    assert_eq!(get(&o, "msg_1").await, delivered);
+    assert_eq!(claim(&o, "msg_1", t + 10 * LEASE_MS).await, None);
+    assert!(due_ids(&o, t + 10 * LEASE_MS, 10).await.is_empty());
+}
+
+/// A window that failed with time left schedules the next: due again exactly at `due_at_ms`,
+/// not before, with its error kept and the window count going on.
+pub async fn retry_at_makes_the_event_due_again_at_that_time(o: Arc<dyn Outbox>) {
+    let t = NOON_MS;
+    let retry_at = t + 5 * 60_000;
+    enqueue(&o, "msg_1", t).await;
+    claim(&o, "msg_1", t).await.unwrap();
+    let retry = Settle::RetryAt {
+        due_at_ms: retry_at,
+        error: "status 503".into(),
+    };
+    assert!(o.settle("msg_1", 1, &retry, t + 2_000).await.unwrap());
+    let item = get(&o, "msg_1").await;
+    assert_eq!(item.state, OutboxState::Pending);
+    assert_eq!(item.attempts, 1);
+    assert_eq!(item.due_at_ms, retry_at);
+    assert_eq!(item.lease_until_ms, 0, "the window let go");
+    assert_eq!(item.last_error.as_deref(), Some("status 503"));
+    assert_eq!(item.created_at_ms, t);
+
+    assert!(due_ids(&o, retry_at - 1, 10).await.is_empty());
+    assert_eq!(claim(&o, "msg_1", retry_at - 1).await, None);
+    assert_eq!(due_ids(&o, retry_at, 10).await, ["msg_1"]);
+    let next = claim(&o, "msg_1", retry_at).await.expect("due again");
+    assert_eq!(next.attempts, 2);
+
+    // A retry can also bring the next window earlier than a lease would have.
+    let sooner = Settle::RetryAt {
+        due_at_ms: retry_at + 1,
+        error: "status 429".into(),
+    };
+    assert!(o.settle("msg_1", 2, &sooner, retry_at + 1).await.unwrap());
+    assert_eq!(due_ids(&o, retry_at + 1, 10).await, ["msg_1"]);
+    assert_eq!(
+        get(&o, "msg_1").await.last_error.as_deref(),
+        Some("status 429")
+    );
+}
+
+/// Given-up events are listed newest first, bounded, with the reason; an operator puts one
+/// back to pending, due now, windows counted from zero. A pending event is not redelivered.
+pub async fn failed_events_are_listed_newest_first_and_redelivered_from_zero(o: Arc<dyn Outbox>) {
+    let t = NOON_MS;
+    for (i, id) in ["msg_old", "msg_mid", "msg_new"].iter().enumerate() {
+        let at = t + i as u64 * 1_000;
+        enqueue(&o, id, at).await;
+        claim(&o, id, at).await.unwrap();
+        let failed = Settle::Failed {
+            error: format!("status 40{i}"),
+        };
+        assert!(o.settle(id, 1, &failed, at + 1).await.unwrap());
+    }
+    // Listed by when events were written, not when they failed: this one failed last.
+    enqueue(&o, "msg_written_first", t - 1_000).await;
+    claim(&o, "msg_written_first", t + 5_000).await.unwrap();
+    let failed = Settle::Failed {
+        error: "refused: status 410".into(),
+    };
+    assert!(o
+        .settle("msg_written_first", 1, &failed, t + 5_001)
+        .await
+        .unwrap());
+    enqueue(&o, "msg_delivered", t + 6_000).await;
+    claim(&o, "msg_delivered", t + 6_000).await.unwrap();
+    assert!(o
+        .settle("msg_delivered", 1, &Settle::Delivered, t + 6_001)
+        .await
+        .unwrap());
+    enqueue(&o, "msg_pending", t + 10_000).await;
+
+    let failed = o.failed(10).await.unwrap();
+    assert_eq!(
+        ids(&failed),
+        ["msg_new", "msg_mid", "msg_old", "msg_written_first"]
+    );
+    assert!(failed.iter().all(|item| item.state == OutboxState::Failed));
+    assert_eq!(failed[0].last_error.as_deref(), Some("status 402"));
+    assert_eq!(failed[0].attempts, 1);
+    assert_eq!(failed[0].lease_until_ms, 0);
+    assert_eq!(ids(&o.failed(2).await.unwrap()), ["msg_new", "msg_mid"]);
+    assert!(o.failed(0).await.unwrap().is_empty());
+    assert_eq!(due_ids(&o, t + 20_000, 10).await, ["msg_pending"]);
+
+    let now = t + 60_000;
+    assert!(!o.redeliver("msg_pending", now).await.unwrap());
+    assert_eq!(get(&o, "msg_pending").await.due_at_ms, t + 10_000);
+    assert!(!o.redeliver("msg_unknown", now).await.unwrap());
+    assert_eq!(o.get("msg_unknown").await.unwrap(), None, "nothing created");
+
+    assert!(o.redeliver("msg_mid", now).await.unwrap());
+    let back = get(&o, "msg_mid").await;
+    assert_eq!(back.state, OutboxState::Pending);
+    assert_eq!(back.attempts, 0);
+    assert_eq!(back.due_at_ms, now);
+    assert_eq!(back.lease_until_ms, 0);
+    assert_eq!(back.created_at_ms, t + 1_000);
+    assert_eq!(
+        ids(&o.failed(10).await.unwrap()),
+        ["msg_new", "msg_old", "msg_written_first"]
+    );
+    assert_eq!(due_ids(&o, now, 10).await, ["msg_pending", "msg_mid"]);
+    assert!(
+        !o.redeliver("msg_mid", now + 1).await.unwrap(),
+        "pending now"
+    );
+    assert_eq!(claim(&o, "msg_mid", now).await.unwrap().attempts, 1);
+
+    // A delivered event can be sent again too.
+    assert!(o.redeliver("msg_delivered", now).await.unwrap());
+    let again = get(&o, "msg_delivered").await;
+    assert_eq!((again.state, again.attempts), (OutboxState::Pending, 0));
+    assert_eq!(due_ids(&o, now, 10).await, ["msg_pending", "msg_delivered"]);
+}
+
+/// `complete` with an event keeps both: the answer replays and the event is pending, due at
+/// once, in the outbox.
+pub async fn complete_with_an_event_keeps_the_answer_and_the_event_pending(s: Arc<dyn CallStore>) {
+    let t = NOON_MS;
+    let (key, a) = ("idem:key:test:order-3", "fp-a");
+    assert_eq!(s.begin(key, a, t).await.unwrap(), Begin::Started);
+    let stored = answer(r#"{"status":"initiated","call_id":"call_1"}"#);
+    let event = envelope("msg_with_answer");
+    s.complete(key, a, &stored, Some(&event), t + 2)
+        .await
+        .unwrap();
+    assert_eq!(s.begin(key, a, t + 3).await.unwrap(), Begin::Replay(stored));
+    let kept = s.get("msg_with_answer").await.unwrap().expect("the event");
+    assert_eq!(
+        kept,
+        OutboxItem {
+            envelope: event,
+            state: OutboxState::Pending,
+            attempts: 0,
+            due_at_ms: t + 2,
+            lease_until_ms: 0,
+            created_at_ms: t + 2,
+            last_error: None,
+        }
+    );
+    let due = s.due(t + 2, 10).await.unwrap();
+    assert_eq!(ids(&due), ["msg_with_answer"]);
+}
+
+/// When the key was taken over (this request's lease ran out and a request with another body
+/// began), `complete` keeps the other request's record — but still records the event: the
+/// call was placed, and its receiver must hear of it. An event already kept stays as it was
+/// while the answer is still kept.
+pub async fn complete_after_a_takeover_keeps_the_other_answer_and_still_records_the_event(
+    s: Arc<dyn CallStore>,
+) {
+    let t = NOON_MS;
+    let (key, a, b) = ("idem:key:test:order-4", "fp-a", "fp-b");
+    assert_eq!(s.begin(key, a, t).await.unwrap(), Begin::Started);
+    let later = t + IDEMPOTENCY_LEASE_MS;
+    assert_eq!(s.begin(key, b, later).await.unwrap(), Begin::Started);
+
+    let event_a = envelope("msg_of_a");
+    s.complete(key, a, &answer("a"), Some(&event_a), later + 1)
+        .await
+        .unwrap();
+    assert_eq!(s.begin(key, b, later + 2).await.unwrap(), Begin::InProgress);
+    assert_eq!(s.begin(key, a, later + 2).await.unwrap(), Begin::Mismatch);
+    let kept = s.get("msg_of_a").await.unwrap().expect("the event is kept");
+    assert_eq!(kept.envelope, event_a);
+    assert_eq!(kept.state, OutboxState::Pending);
+    assert_eq!(kept.due_at_ms, later + 1);
+
+    // `b` completes with an event of the same id (a retried completion): the answer is
+    // kept, the event already there is left as it is.
+    let same_id = Envelope {
+        id: "msg_of_a".into(),
+        body: "another body".into(),
+    };
+    s.complete(key, b, &answer("b"), Some(&same_id), later + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.begin(key, b, later + 4).await.unwrap(),
+        Begin::Replay(answer("b"))
+    );
+    assert_eq!(s.get("msg_of_a").await.unwrap(), Some(kept));
+    assert_eq!(ids(&s.due(later + 4, 10).await.unwrap()), ["msg_of_a"]);
 }

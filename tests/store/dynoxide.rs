@@ -19,6 +19,8 @@ pub const HASH_KEY: &str = "test-hash-key-0123456789abcdef0123456789";
 /// One server with an in-memory database, stopped by [`Dynoxide::stop`] or on drop.
 pub struct Dynoxide {
     pub endpoint: String,
+    /// The database the server serves, for what the SDK client has no call for (streams).
+    pub db: dynoxide::Database,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
 }
@@ -29,11 +31,16 @@ impl Dynoxide {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(dynoxide::server::serve_with_shutdown(listener, db, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(dynoxide::server::serve_with_shutdown(
+            listener,
+            db.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Dynoxide {
             endpoint,
+            db,
             stop: Some(stop),
             task: Some(task),
         }
@@ -65,6 +72,64 @@ impl Dynoxide {
         trips.reset();
         let store = DynamoStore::new(client, TABLE, &SecretString::from(HASH_KEY));
         (Arc::new(store), trips)
+    }
+}
+
+impl Dynoxide {
+    /// Every record of `table`'s stream so far, oldest first, as JSON in the shape DynamoDB
+    /// Streams (and a Lambda event's `Records`) carries: `eventName`, `dynamodb.Keys`,
+    /// `dynamodb.NewImage`, …
+    pub fn stream_records(&self, table: &str) -> Vec<serde_json::Value> {
+        use dynoxide::actions::{describe_stream, get_records, get_shard_iterator, list_streams};
+        let streams = self
+            .db
+            .list_streams(list_streams::ListStreamsRequest {
+                table_name: Some(table.into()),
+                ..Default::default()
+            })
+            .expect("ListStreams");
+        let arn = &streams
+            .streams
+            .first()
+            .expect("the table has a stream")
+            .stream_arn;
+        let described = self
+            .db
+            .describe_stream(describe_stream::DescribeStreamRequest {
+                stream_arn: arn.clone(),
+                ..Default::default()
+            })
+            .expect("DescribeStream");
+        let mut records = Vec::new();
+        for shard in &described.stream_description.shards {
+            let mut iterator = self
+                .db
+                .get_shard_iterator(get_shard_iterator::GetShardIteratorRequest {
+                    stream_arn: arn.clone(),
+                    shard_id: shard.shard_id.clone(),
+                    shard_iterator_type: "TRIM_HORIZON".into(),
+                    sequence_number: None,
+                })
+                .expect("GetShardIterator")
+                .shard_iterator;
+            while let Some(current) = iterator {
+                let page = self
+                    .db
+                    .get_records(get_records::GetRecordsRequest {
+                        shard_iterator: current,
+                        limit: None,
+                    })
+                    .expect("GetRecords");
+                if page.records.is_empty() {
+                    break;
+                }
+                for record in &page.records {
+                    records.push(serde_json::to_value(record).expect("a record as JSON"));
+                }
+                iterator = page.next_shard_iterator;
+            }
+        }
+        records
     }
 }
 

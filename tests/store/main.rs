@@ -1,9 +1,11 @@
-//! The stores of docs/API.md §5 and §8 against a real DynamoDB-compatible server (dynoxide, over
-//! HTTP, started by each test) and the memory store, through one conformance suite; then the
-//! DynamoDB store through the router and the local server.
+//! The stores of docs/API.md §5, §8 and §9 (the outbox) against a real DynamoDB-compatible
+//! server (dynoxide, over HTTP, started by each test) and the memory store, through one
+//! conformance suite; then the DynamoDB store through the router and the local server, and what
+//! only its outbox has (items, index, transaction, stream).
 
 mod conformance;
 mod dynamodb;
+mod dynamodb_outbox;
 mod dynoxide;
 mod local_server;
 #[path = "../support/mod.rs"]
@@ -12,7 +14,13 @@ mod support;
 use std::sync::Arc;
 
 use chamada::store::memory::MemoryStore;
-use chamada::store::{IdempotencyStore, RateLimiter};
+use chamada::store::{IdempotencyStore, Outbox, RateLimiter};
+
+/// Idempotency records and the outbox of one store, for the rules that need both (an answer
+/// kept with its event).
+pub trait CallStore: IdempotencyStore + Outbox {}
+
+impl<T: IdempotencyStore + Outbox + ?Sized> CallStore for T {}
 
 /// Runs each conformance function against both stores, so they cannot drift.
 macro_rules! conformance {
@@ -52,4 +60,13 @@ conformance! {
     two_hundred_concurrent_admissions_admit_exactly_the_limit => RateLimiter,
     idempotency_replays_refuses_and_expires => IdempotencyStore,
     an_abandoned_lease_expires_and_release_frees_the_key => IdempotencyStore,
+    enqueue_is_idempotent_by_id => Outbox,
+    due_lists_only_pending_due_unleased_events_earliest_first_and_bounded => Outbox,
+    of_twenty_concurrent_claims_of_one_due_event_exactly_one_wins => Outbox,
+    a_claim_holds_the_event_until_its_lease_expires => Outbox,
+    settling_a_window_that_is_over_changes_nothing => Outbox,
+    retry_at_makes_the_event_due_again_at_that_time => Outbox,
+    failed_events_are_listed_newest_first_and_redelivered_from_zero => Outbox,
+    complete_with_an_event_keeps_the_answer_and_the_event_pending => CallStore,
+    complete_after_a_takeover_keeps_the_other_answer_and_still_records_the_event => CallStore,
 }

@@ -1,13 +1,16 @@
-//! The DynamoDB store: limits (docs/API.md §5) and idempotency records (docs/API.md §8) shared by every
-//! serverless instance, in one table (`RATE_LIMIT_TABLE`, partition key `pk` string, TTL
-//! attribute `expires_at` in epoch seconds).
+//! The DynamoDB store: limits (docs/API.md §5), idempotency records (docs/API.md §8) and the
+//! webhook outbox (docs/API.md §9) shared by every serverless instance, in one table
+//! (`RATE_LIMIT_TABLE`, partition key `pk` string, TTL attribute `expires_at` in epoch
+//! seconds, the sparse index [`OUTBOX_INDEX`], a `NEW_IMAGE` stream).
 //!
 //! # Keys
 //! `pk` is `rl#` or `idem#` followed by the hex HMAC-SHA256, keyed with
 //! `RATE_LIMIT_HASH_KEY`, of the limit key (`ip:…`, `number:…`, `global:<day>`) or of the
-//! scoped idempotency key. Neither raw IPs, numbers nor API keys reach the table; the stored
+//! scoped idempotency key. Neither raw IPs, numbers nor API keys reach these keys; the stored
 //! request fingerprint is keyed-hashed too. (A replayed answer is stored as it was sent, so
-//! it holds the `to` number it answered with, for 24 hours.)
+//! it holds the `to` number it answered with, for 24 hours.) Outbox items are
+//! `outbox#<event id>`, unhashed (random ids); their body is the webhook event as sent, with
+//! the call's number and name, kept for the outbox retention (7 days).
 //!
 //! # Failing closed
 //! Any error other than a failed condition (unreachable, timed out, throttled past the SDK's
@@ -20,8 +23,9 @@
 //! answers every operation shares (`sdk_error`, `conditional`). `limits` is the
 //! [`RateLimiter`](crate::store::RateLimiter), with `limit_item` (what an attempt writes to a
 //! limit item and what an item read back means); `idempotency` the
-//! [`IdempotencyStore`](crate::store::IdempotencyStore); `item` reads and writes attribute
-//! values; `table` creates the table for local runs and tests.
+//! [`IdempotencyStore`](crate::store::IdempotencyStore) (with the one-transaction completion
+//! that writes the outbox item too); `outbox` the [`Outbox`](crate::store::Outbox); `item`
+//! reads and writes attribute values; `table` creates the table for local runs and tests.
 
 mod idempotency;
 mod item;
@@ -63,6 +67,22 @@ pub const SDK_MAX_ATTEMPTS: u32 = 2;
 /// The table's partition key and TTL attribute (the same as `template.yaml` declares).
 pub const PARTITION_KEY: &str = "pk";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// The prefix of an outbox item's `pk`: `outbox#<event id>`, the id as it is (not hashed: ids
+/// are random and personal to nobody, and an operator must be able to find one).
+pub const OUTBOX_KEY_PREFIX: &str = "outbox#";
+/// The sparse global secondary index listing pending and failed events (never a Scan): its
+/// partition key holds `pending` or `failed` only while the event is in that state, its sort
+/// key the time it is listed by (pending: due; failed: written), in milliseconds.
+pub const OUTBOX_INDEX: &str = "outbox";
+pub const OUTBOX_INDEX_PARTITION: &str = "ob_state";
+pub const OUTBOX_INDEX_SORT: &str = "ob_at";
+
+/// The event id an outbox item's `pk` holds (as in a stream record's `Keys`); `None` for the
+/// table's other items.
+pub fn outbox_event_id(pk: &str) -> Option<&str> {
+    pk.strip_prefix(OUTBOX_KEY_PREFIX)
+}
 
 /// The standard AWS configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`,
 /// credentials from the environment, profile, container or instance), with a rustls HTTPS
@@ -129,6 +149,10 @@ impl DynamoStore {
 
     fn idempotency_pk(&self, key: &str) -> String {
         format!("idem#{}", self.hash("idempotency", key))
+    }
+
+    fn outbox_pk(id: &str) -> String {
+        format!("{OUTBOX_KEY_PREFIX}{id}")
     }
 }
 
@@ -248,5 +272,14 @@ mod tests {
             store.idempotency_pk("k1"),
             "idem#72d93bcdf26423ab7b7ada621233617de0d705934a48d6e48c2601b836a05091"
         );
+    }
+
+    /// Outbox items are found by the event id as it is, and only they carry one.
+    #[test]
+    fn outbox_keys_are_the_prefixed_event_id_unhashed() {
+        assert_eq!(DynamoStore::outbox_pk("msg_01ab"), "outbox#msg_01ab");
+        assert_eq!(outbox_event_id("outbox#msg_01ab"), Some("msg_01ab"));
+        assert_eq!(outbox_event_id("idem#72d93bcd"), None);
+        assert_eq!(outbox_event_id("rl#6a140351"), None);
     }
 }
