@@ -19,9 +19,7 @@ use crate::app::App;
 use crate::config::Problem;
 use crate::notify::commands::{self, Command};
 use crate::notify::Deliverer;
-
-/// The outbox items' partition key prefix (`store::dynamodb`).
-const OUTBOX_PREFIX: &str = "outbox#";
+use crate::store::dynamodb::outbox_event_id;
 
 /// Time kept back from the invocation's deadline for the answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
@@ -124,5 +122,5 @@ async fn stream(deliverer: &Deliverer, records: &[EventRecord]) -> Value {
 /// The event id of an outbox item's record (`pk` = `outbox#<id>`).
 fn outbox_id(record: &EventRecord) -> Option<&str> {
     let pk = record.change.keys.get("pk")?.get("S")?.as_str()?;
-    pk.strip_prefix(OUTBOX_PREFIX)
+    outbox_event_id(pk)
 }

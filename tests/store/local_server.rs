@@ -1,5 +1,6 @@
 //! The local server binary (`cargo run`) on DynamoDB: its `create-table` subcommand makes
-//! the table, and a restarted server still remembers who used their calls.
+//! the table, a restarted server still remembers who used their calls, and an event whose
+//! server was killed after answering is delivered by the next one.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +30,12 @@ fn command(endpoint: &str, args: &[&str]) -> Command {
 
 /// Starts the server; returns it and its base URL, read from its first stdout line.
 fn start(endpoint: &str) -> (Child, String) {
+    start_with(endpoint, &[])
+}
+
+fn start_with(endpoint: &str, extra: &[(&str, &str)]) -> (Child, String) {
     let mut child = command(endpoint, &[])
+        .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -94,4 +100,96 @@ async fn the_local_server_on_dynamodb_remembers_callers_across_a_restart() {
     assert_eq!(body["error"]["code"], "rate_limited");
     let retry_after: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
     assert!((86_000..=86_400).contains(&retry_after), "{retry_after}");
+}
+
+/// A webhook receiver that holds every request until its gate opens, recording `webhook-id`s.
+struct GatedReceiver {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+async fn gated_receiver() -> GatedReceiver {
+    use std::sync::{Arc, Mutex};
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (seen, held) = (received.clone(), gate.clone());
+    let hook = axum::routing::post(move |headers: http::HeaderMap| {
+        let (seen, held) = (seen.clone(), held.clone());
+        async move {
+            let id = headers["webhook-id"].to_str().unwrap_or("").to_string();
+            seen.lock().unwrap().push(id);
+            held.acquire().await.unwrap().forget();
+            http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/hook", hook))
+            .await
+            .unwrap()
+    });
+    GatedReceiver {
+        url,
+        received,
+        gate,
+    }
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_server_was_killed_after_answering_is_delivered_by_the_next_one() {
+    let server = Dynoxide::start().await;
+    let endpoint = server.endpoint.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        command(&endpoint, &["create-table"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let hook = gated_receiver().await;
+    // One attempt of at most 1 s per window (a claim holds the event 6 s), a sweep a second.
+    let settings = [
+        ("MAKE_WEBHOOK_URL", hook.url.clone()),
+        ("WEBHOOK_TIMEOUT", "1".to_string()),
+        ("WEBHOOK_RETRIES", "0".to_string()),
+        ("WEBHOOK_SWEEP_SECONDS", "1".to_string()),
+    ];
+    let start_server = |endpoint: String| {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || {
+            let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            start_with(&endpoint, &extra)
+        })
+    };
+
+    let (mut first, url) = start_server(server.endpoint.clone()).await.unwrap();
+    assert_eq!(call(&url).await.status(), 200);
+    // Answered; its delivery has begun and the receiver holds it. Then SIGKILL.
+    until("the first window reached the receiver", || {
+        !hook.received.lock().unwrap().is_empty()
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let id = hook.received.lock().unwrap()[0].clone();
+
+    hook.gate.add_permits(1000);
+    let (mut second, _) = start_server(server.endpoint.clone()).await.unwrap();
+    until("the next server delivered the event", || {
+        hook.received.lock().unwrap().len() >= 2
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let received = hook.received.lock().unwrap().clone();
+    assert_eq!(received, [id.clone(), id], "the same event, once more");
 }

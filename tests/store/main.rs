@@ -8,6 +8,7 @@ mod dynamodb;
 mod dynamodb_outbox;
 mod dynoxide;
 mod local_server;
+mod outbox_function;
 #[path = "../support/mod.rs"]
 mod support;
 
