@@ -178,7 +178,7 @@ impl Config {
         let client_ip_source = client_ip_source(&mut r, platform);
         let providers = providers::read(&mut r, caller_id);
         let webhook = providers::webhook(&mut r);
-        let cron_secret = cron_secret(&mut r);
+        let cron_secret = providers::cron_secret(&mut r);
         let log_format = log_format(&mut r);
 
         Ok(Config {
@@ -387,17 +387,6 @@ fn client_ip_source(r: &mut Reader, platform: ClientIpSource) -> ClientIpSource 
         }
         None => platform,
     }
-}
-
-/// `CRON_SECRET`: at least [`MIN_CRON_SECRET_LEN`] characters in production (Vercel's advice:
-/// a random string of 16 or more).
-fn cron_secret(r: &mut Reader) -> Option<SecretString> {
-    let secret = r.secret("CRON_SECRET")?;
-    if r.production && secret.expose_secret().len() < MIN_CRON_SECRET_LEN {
-        r.refuse("CRON_SECRET", "needs 16 characters or more in production");
-        return None;
-    }
-    Some(secret)
 }
 
 fn log_format(r: &mut Reader) -> LogFormat {

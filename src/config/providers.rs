@@ -9,7 +9,7 @@ use super::reader::Reader;
 use crate::dispatch::elevenlabs::{ElevenLabsConfig, ElevenLabsNumbers};
 use crate::dispatch::livekit::LiveKitConfig;
 use crate::dispatch::ProviderKind;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::notify::{WebhookConfig, WebhookSecret};
 use crate::phone::E164;
@@ -244,4 +244,15 @@ pub(super) fn webhook(r: &mut Reader) -> Option<WebhookConfig> {
         retries,
         sweep_every,
     })
+}
+
+/// `CRON_SECRET`: at least [`super::MIN_CRON_SECRET_LEN`] characters in production (Vercel's advice:
+/// a random string of 16 or more).
+pub(super) fn cron_secret(r: &mut Reader) -> Option<SecretString> {
+    let secret = r.secret("CRON_SECRET")?;
+    if r.production && secret.expose_secret().len() < super::MIN_CRON_SECRET_LEN {
+        r.refuse("CRON_SECRET", "needs 16 characters or more in production");
+        return None;
+    }
+    Some(secret)
 }
