@@ -346,7 +346,11 @@ fn every_value_is_judged_while_loading_not_later() {
 fn a_production_cron_secret_needs_sixteen_characters() {
     let short = load(&[("APP_ENV", "production"), ("CRON_SECRET", "short")]).unwrap();
     assert!(names(&short).contains(&"CRON_SECRET"));
-    let c = load(&[("APP_ENV", "production"), ("CRON_SECRET", "a-cron-secret-of-26-chars")]).unwrap();
+    let c = load(&[
+        ("APP_ENV", "production"),
+        ("CRON_SECRET", "a-cron-secret-of-26-chars"),
+    ])
+    .unwrap();
     assert!(!names(&c).contains(&"CRON_SECRET"));
     assert!(c.cron_secret.is_some());
 }

@@ -3,15 +3,13 @@
 //! client address is Vercel's `x-real-ip`.
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::Semaphore;
 
-use axum::routing::post;
+use crate::support::receiver::GatedReceiver;
 
 async fn start_vercel_function() -> (tokio::process::Child, String) {
     let (child, base, _lines) = start_vercel_function_with(&[]).await;
@@ -132,45 +130,11 @@ async fn on_vercel_health_and_cors_behave_as_everywhere() {
     assert_eq!(r.status(), 403);
 }
 
-/// A webhook receiver that holds every request until the test opens its gate.
-struct GatedReceiver {
-    url: String,
-    received: Arc<Mutex<Vec<String>>>,
-    gate: Arc<Semaphore>,
-}
-
-async fn gated_receiver() -> GatedReceiver {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let gate = Arc::new(Semaphore::new(0));
-    let (seen, held) = (received.clone(), gate.clone());
-    let hook = post(move |headers: http::HeaderMap| {
-        let (seen, held) = (seen.clone(), held.clone());
-        async move {
-            let id = headers["webhook-id"].to_str().unwrap_or("").to_string();
-            seen.lock().unwrap().push(id);
-            held.acquire().await.unwrap().forget();
-            http::StatusCode::OK
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().route("/hook", hook))
-            .await
-            .unwrap()
-    });
-    GatedReceiver {
-        url,
-        received,
-        gate,
-    }
-}
-
 /// Vercel's `waitUntil`: the answer leaves while the receiver still holds the event, and the
 /// invocation's background work then runs the delivery to its end.
 #[tokio::test]
 async fn on_vercel_the_answer_comes_first_and_wait_until_delivers_after_it() {
-    let hook = gated_receiver().await;
+    let hook = GatedReceiver::start().await;
     let (_child, base, mut lines) = start_vercel_function_with(&[
         ("MAKE_WEBHOOK_URL", hook.url.as_str()),
         ("WEBHOOK_RETRIES", "0"),
@@ -189,7 +153,7 @@ async fn on_vercel_the_answer_comes_first_and_wait_until_delivers_after_it() {
     assert_eq!(hook.gate.available_permits(), 0);
 
     let delivered = tokio::time::timeout(Duration::from_secs(20), async {
-        while hook.received.lock().unwrap().is_empty() {
+        while hook.ids().is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         hook.gate.add_permits(1);
@@ -202,7 +166,7 @@ async fn on_vercel_the_answer_comes_first_and_wait_until_delivers_after_it() {
     })
     .await
     .expect("the delivery ran after the answer");
-    let id = hook.received.lock().unwrap()[0].clone();
+    let id = hook.ids()[0].clone();
     assert!(id.starts_with("msg_"), "{id}");
     assert!(delivered.contains(&id), "{delivered}");
 }

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use crate::dynoxide::Dynoxide;
+use crate::support::receiver::GatedReceiver;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chamada");
 
@@ -63,9 +64,8 @@ async fn call(url: &str) -> reqwest::Response {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_local_server_on_dynamodb_remembers_callers_across_a_restart() {
-    let server = Dynoxide::start().await;
+/// `cargo run -- create-table` against `server`; its stdout.
+async fn create_table(server: &Dynoxide) -> String {
     let endpoint = server.endpoint.clone();
     let created = tokio::task::spawn_blocking(move || {
         command(&endpoint, &["create-table"]).output().unwrap()
@@ -73,7 +73,15 @@ async fn the_local_server_on_dynamodb_remembers_callers_across_a_restart() {
     .await
     .unwrap();
     assert!(created.status.success(), "{created:?}");
-    assert!(String::from_utf8_lossy(&created.stdout).contains("Created table chamada-local"));
+    String::from_utf8_lossy(&created.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_server_on_dynamodb_remembers_callers_across_a_restart() {
+    let server = Dynoxide::start().await;
+    assert!(create_table(&server)
+        .await
+        .contains("Created table chamada-local"));
 
     let endpoint = server.endpoint.clone();
     let (mut first, url) = tokio::task::spawn_blocking(move || start(&endpoint))
@@ -102,41 +110,6 @@ async fn the_local_server_on_dynamodb_remembers_callers_across_a_restart() {
     assert!((86_000..=86_400).contains(&retry_after), "{retry_after}");
 }
 
-/// A webhook receiver that holds every request until its gate opens, recording `webhook-id`s.
-struct GatedReceiver {
-    url: String,
-    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    gate: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-async fn gated_receiver() -> GatedReceiver {
-    use std::sync::{Arc, Mutex};
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (seen, held) = (received.clone(), gate.clone());
-    let hook = axum::routing::post(move |headers: http::HeaderMap| {
-        let (seen, held) = (seen.clone(), held.clone());
-        async move {
-            let id = headers["webhook-id"].to_str().unwrap_or("").to_string();
-            seen.lock().unwrap().push(id);
-            held.acquire().await.unwrap().forget();
-            http::StatusCode::OK
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().route("/hook", hook))
-            .await
-            .unwrap()
-    });
-    GatedReceiver {
-        url,
-        received,
-        gate,
-    }
-}
-
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !done() {
@@ -148,14 +121,8 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_whose_server_was_killed_after_answering_is_delivered_by_the_next_one() {
     let server = Dynoxide::start().await;
-    let endpoint = server.endpoint.clone();
-    let created = tokio::task::spawn_blocking(move || {
-        command(&endpoint, &["create-table"]).output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    let hook = gated_receiver().await;
+    create_table(&server).await;
+    let hook = GatedReceiver::start().await;
     // One attempt of at most 1 s per window (a claim holds the event 6 s), a sweep a second.
     let settings = [
         ("MAKE_WEBHOOK_URL", hook.url.clone()),
@@ -175,21 +142,20 @@ async fn an_event_whose_server_was_killed_after_answering_is_delivered_by_the_ne
     assert_eq!(call(&url).await.status(), 200);
     // Answered; its delivery has begun and the receiver holds it. Then SIGKILL.
     until("the first window reached the receiver", || {
-        !hook.received.lock().unwrap().is_empty()
+        !hook.ids().is_empty()
     })
     .await;
     first.kill().unwrap();
     first.wait().unwrap();
-    let id = hook.received.lock().unwrap()[0].clone();
+    let id = hook.ids()[0].clone();
 
     hook.gate.add_permits(1000);
     let (mut second, _) = start_server(server.endpoint.clone()).await.unwrap();
     until("the next server delivered the event", || {
-        hook.received.lock().unwrap().len() >= 2
+        hook.ids().len() >= 2
     })
     .await;
     second.kill().unwrap();
     second.wait().unwrap();
-    let received = hook.received.lock().unwrap().clone();
-    assert_eq!(received, [id.clone(), id], "the same event, once more");
+    assert_eq!(hook.ids(), [id.clone(), id], "the same event, once more");
 }

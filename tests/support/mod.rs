@@ -3,6 +3,7 @@
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod server;
 
 use std::collections::HashMap;

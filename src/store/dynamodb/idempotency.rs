@@ -13,8 +13,6 @@
 //! is kept even when the record was taken over: see `write_done_with_event`.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -22,7 +20,7 @@ use aws_sdk_dynamodb::types::{
 use super::item::{epoch_secs, n, string, Item};
 use super::outbox::new_event;
 use super::{
-    conditional, not_built, sdk_error, Conditional, DynamoStore, MAX_ATTEMPTS, PARTITION_KEY,
+    conditional, not_built, transaction, Conditional, DynamoStore, MAX_ATTEMPTS, PARTITION_KEY,
     TTL_ATTRIBUTE,
 };
 use crate::store::Envelope;
@@ -154,21 +152,11 @@ impl DynamoStore {
                 .transact_items(TransactWriteItem::builder().put(put).build())
                 .send()
                 .await;
-            let failure = match sent {
+            let cancelled = match transaction(sent)? {
                 Ok(_) => return Ok(()),
-                Err(SdkError::ServiceError(failure))
-                    if failure.err().is_transaction_canceled_exception() =>
-                {
-                    failure
-                }
-                Err(error) => return Err(sdk_error("TransactWriteItems", error)),
+                Err(cancelled) => cancelled,
             };
-            let reasons = match failure.err() {
-                TransactWriteItemsError::TransactionCanceledException(e) => {
-                    e.cancellation_reasons()
-                }
-                _ => &[],
-            };
+            let reasons = cancelled.reasons.as_slice();
             let outcomes = match reasons {
                 [record, event] => {
                     outcome(record.code()).and_then(|r| Ok((r, outcome(event.code())?)))
@@ -177,7 +165,7 @@ impl DynamoStore {
                     return Err(StoreError::corrupt(
                         "transaction cancelled without one reason per item",
                     )
-                    .caused_by(failure.into_err()))
+                    .caused_by(cancelled.error))
                 }
             };
             match outcomes {
@@ -186,7 +174,7 @@ impl DynamoStore {
                         "TransactWriteItems",
                         format!("cancelled: {code}"),
                     )
-                    .caused_by(failure.into_err()))
+                    .caused_by(cancelled.error))
                 }
                 Ok((Outcome::ConditionFailed, Outcome::Passed)) => {
                     return self.put_event(event, now_ms).await

@@ -29,8 +29,6 @@
 //! admissions, refusals and `Retry-After` are exact.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -38,7 +36,8 @@ use aws_sdk_dynamodb::types::{
 use super::item::{n, number, number_list};
 use super::limit_item::{Step, Verdict};
 use super::{
-    conditional, not_built, sdk_error, Conditional, DynamoStore, MAX_ATTEMPTS, PARTITION_KEY,
+    conditional, not_built, sdk_error, transaction, Conditional, DynamoStore, MAX_ATTEMPTS,
+    PARTITION_KEY,
 };
 use crate::store::{Admission, LimitCheck, LimitStatus, RateLimiter, StoreError, Window};
 
@@ -106,7 +105,7 @@ impl DynamoStore {
                 .set_transact_items(Some(items))
                 .send()
                 .await;
-            let failure = match sent {
+            let cancelled = match transaction(sent)? {
                 Ok(_) => {
                     let statuses = checks
                         .iter()
@@ -115,24 +114,14 @@ impl DynamoStore {
                         .collect();
                     return Ok(Admission::Admitted(statuses));
                 }
-                Err(SdkError::ServiceError(failure))
-                    if failure.err().is_transaction_canceled_exception() =>
-                {
-                    failure
-                }
-                Err(error) => return Err(sdk_error("TransactWriteItems", error)),
+                Err(cancelled) => cancelled,
             };
-            let reasons = match failure.err() {
-                TransactWriteItemsError::TransactionCanceledException(e) => {
-                    e.cancellation_reasons()
-                }
-                _ => &[],
-            };
+            let reasons = &cancelled.reasons;
             if reasons.len() != checks.len() {
                 return Err(StoreError::corrupt(
                     "transaction cancelled without one reason per item",
                 )
-                .caused_by(failure.into_err()));
+                .caused_by(cancelled.error));
             }
             let mut refused_by: Option<LimitStatus> = None;
             let mut unexpected: Option<String> = None;
@@ -166,7 +155,7 @@ impl DynamoStore {
                     "TransactWriteItems",
                     format!("cancelled: {code}"),
                 )
-                .caused_by(failure.into_err()));
+                .caused_by(cancelled.error));
             }
             if let Some(by) = refused_by {
                 return Ok(Admission::Refused { by });

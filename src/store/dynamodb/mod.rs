@@ -45,7 +45,9 @@ use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use hmac::{Hmac, Mac};
@@ -179,6 +181,35 @@ where
         operation,
         failure,
         source: error.into_source().ok(),
+    }
+}
+
+/// A `TransactWriteItems` a condition or a conflict cancelled: each item's reason, in the order
+/// of the items, and the SDK's error (kept as the cause of whatever the caller makes of it).
+pub(super) struct Cancelled {
+    pub reasons: Vec<CancellationReason>,
+    pub error: TransactWriteItemsError,
+}
+
+/// The answer to `TransactWriteItems`: written, or cancelled; any other failure is an error.
+pub(super) fn transaction<T, R>(
+    sent: Result<T, SdkError<TransactWriteItemsError, R>>,
+) -> Result<Result<T, Cancelled>, StoreError> {
+    match sent {
+        Ok(output) => Ok(Ok(output)),
+        Err(SdkError::ServiceError(failure))
+            if failure.err().is_transaction_canceled_exception() =>
+        {
+            let error = failure.into_err();
+            let reasons = match &error {
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    e.cancellation_reasons().to_vec()
+                }
+                _ => Vec::new(),
+            };
+            Ok(Err(Cancelled { reasons, error }))
+        }
+        Err(error) => Err(sdk_error("TransactWriteItems", error)),
     }
 }
 
