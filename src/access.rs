@@ -71,6 +71,37 @@ impl KeyId {
     }
 }
 
+/// A call's status token (docs/API.md §15.1): 32 random bytes, base64url without padding, for
+/// the page to read its own call. Only its digest is kept.
+pub struct StatusToken {
+    pub token: String,
+    /// Hex SHA-256 of the token, as the call record keeps it.
+    pub digest: String,
+}
+
+impl StatusToken {
+    pub fn new() -> StatusToken {
+        use base64::Engine;
+        let bytes: [u8; 32] = rand::random();
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let digest = hex::encode(Sha256::digest(token.as_bytes()));
+        StatusToken { token, digest }
+    }
+
+    /// Whether `presented` is the token whose digest is `digest`, in constant time (digests of
+    /// equal length are compared, so the token's length does not show either).
+    pub fn matches(presented: &[u8], digest: &str) -> bool {
+        let presented = hex::encode(Sha256::digest(presented));
+        presented.as_bytes().ct_eq(digest.as_bytes()).into()
+    }
+}
+
+impl Default for StatusToken {
+    fn default() -> Self {
+        StatusToken::new()
+    }
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -191,6 +222,18 @@ mod tests {
             authenticate(&keys, &[b"Bearer anything-at-all"], true),
             Err(Denied::InvalidKey)
         );
+    }
+
+    #[test]
+    fn a_status_token_matches_only_itself() {
+        let a = StatusToken::new();
+        let b = StatusToken::new();
+        assert_eq!(a.token.len(), 43, "32 bytes, base64url without padding");
+        assert_ne!(a.token, b.token);
+        assert!(StatusToken::matches(a.token.as_bytes(), &a.digest));
+        assert!(!StatusToken::matches(b.token.as_bytes(), &a.digest));
+        assert!(!StatusToken::matches(b"", &a.digest));
+        assert!(!a.digest.contains(&a.token), "only the digest is kept");
     }
 
     #[test]

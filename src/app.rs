@@ -17,7 +17,7 @@ use crate::phone::PhonePolicy;
 use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
 use crate::store::StoreKind;
-use crate::store::{IdempotencyStore, Outbox, RateLimiter};
+use crate::store::{CallRecords, IdempotencyStore, Outbox, RateLimiter};
 
 pub struct App {
     pub config: Config,
@@ -27,6 +27,8 @@ pub struct App {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// The same store as `idempotency`: an answer and its event are written together.
     pub outbox: Arc<dyn Outbox>,
+    /// The same store again: a call's record and the events of its changes.
+    pub calls: Arc<dyn CallRecords>,
     pub dispatchers: Dispatchers,
     /// The webhook's receiver; `None` without `MAKE_WEBHOOK_URL` (then no event is written).
     pub notifier: Option<Arc<dyn Notifier>>,
@@ -67,10 +69,11 @@ impl App {
             .ok()
             .filter(|_| !config.allowed_countries.is_empty());
         #[allow(clippy::type_complexity)]
-        let (limiter, idempotency, outbox): (
+        let (limiter, idempotency, outbox, calls): (
             Arc<dyn RateLimiter>,
             Arc<dyn IdempotencyStore>,
             Arc<dyn Outbox>,
+            Arc<dyn CallRecords>,
         ) = match (config.store, config.rate_limit_table.clone()) {
             (StoreKind::DynamoDb, Some(table)) => {
                 // One client per process, from the standard AWS configuration chain.
@@ -85,13 +88,13 @@ impl App {
                 }
                 let client = aws_sdk_dynamodb::Client::new(&sdk);
                 let store = Arc::new(DynamoStore::new(client, table, &config.rate_limit_hash_key));
-                (store.clone(), store.clone(), store)
+                (store.clone(), store.clone(), store.clone(), store)
             }
             // Without a table the configuration already reports RATE_LIMIT_TABLE missing
             // and start_call refuses every request.
             _ => {
                 let memory = Arc::new(MemoryStore::new());
-                (memory.clone(), memory.clone(), memory)
+                (memory.clone(), memory.clone(), memory.clone(), memory)
             }
         };
 
@@ -138,6 +141,7 @@ impl App {
             limiter,
             idempotency,
             outbox,
+            calls,
             dispatchers,
             notifier,
             after_answer: AfterAnswer::Inline,
@@ -214,14 +218,16 @@ impl App {
         self
     }
 
-    /// Replaces the stores: `store` keeps idempotency records and the outbox (written together).
+    /// Replaces the stores: `store` keeps idempotency records, call records and the outbox
+    /// (written together).
     pub fn with_stores<S>(mut self, limiter: Arc<dyn RateLimiter>, store: Arc<S>) -> Self
     where
-        S: IdempotencyStore + Outbox + 'static,
+        S: IdempotencyStore + Outbox + CallRecords + 'static,
     {
         self.limiter = limiter;
         self.idempotency = store.clone();
-        self.outbox = store;
+        self.outbox = store.clone();
+        self.calls = store;
         self
     }
 

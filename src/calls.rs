@@ -15,7 +15,7 @@ use crate::config::Limits;
 use crate::dispatch::{CallDispatcher, CallRequest, DispatchError, ProviderKind};
 use crate::logging;
 use crate::metrics::{FailureClass, Metric, Metrics};
-use crate::notify::{CallOutcome, CallSource, Event, EventType};
+use crate::notify::{event_id, event_time, CallOutcome, CallSource, Event, EventType};
 use crate::phone::AllowedNumber;
 use crate::store::{
     keys, utc_day, Admission, LimitCheck, LimitKind, LimitStatus, RateLimiter, Window,
@@ -243,13 +243,9 @@ impl Ports<'_> {
         };
 
         let event = Event {
-            id: format!("msg_{}", Uuid::new_v4().simple()),
+            id: event_id(),
             kind: event_kind,
-            created_at: humantime::format_rfc3339_millis(
-                std::time::SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_millis(self.clock.now_ms()),
-            )
-            .to_string(),
+            created_at: event_time(self.clock.now_ms()),
             data: CallOutcome {
                 call_id: request.call_id.to_string(),
                 provider: provider.as_str().to_string(),

@@ -55,11 +55,15 @@ pub enum Metric {
     CallsFailed(ProviderKind, FailureClass),
     /// A webhook delivery failed after its retries.
     WebhookDeliveriesFailed,
+    /// A provider webhook (ElevenLabs, LiveKit) with a bad, stale or missing signature.
+    ProviderSignatureFailures(ProviderKind),
+    /// A verified provider event about a call Chamada has no record of.
+    UnknownCallEvents(ProviderKind),
 }
 
 impl Metric {
     /// Every metric name the code emits (the template's alarms are checked against this list).
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 11] = [
         "AuthenticationFailures",
         "CorsViolations",
         "RateLimitRefusals",
@@ -69,6 +73,8 @@ impl Metric {
         "CallsInitiated",
         "CallsFailed",
         "WebhookDeliveriesFailed",
+        "ProviderSignatureFailures",
+        "UnknownCallEvents",
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +88,8 @@ impl Metric {
             Metric::CallsInitiated(_) => "CallsInitiated",
             Metric::CallsFailed(..) => "CallsFailed",
             Metric::WebhookDeliveriesFailed => "WebhookDeliveriesFailed",
+            Metric::ProviderSignatureFailures(_) => "ProviderSignatureFailures",
+            Metric::UnknownCallEvents(_) => "UnknownCallEvents",
         }
     }
 
@@ -89,7 +97,9 @@ impl Metric {
     pub fn details(self) -> Vec<(&'static str, &'static str)> {
         match self {
             Metric::RateLimitRefusals(kind) => vec![("LimitKind", kind.as_str())],
-            Metric::CallsInitiated(provider) => vec![("Provider", provider.as_str())],
+            Metric::CallsInitiated(provider)
+            | Metric::ProviderSignatureFailures(provider)
+            | Metric::UnknownCallEvents(provider) => vec![("Provider", provider.as_str())],
             Metric::CallsFailed(provider, class) => {
                 vec![("Provider", provider.as_str()), ("Reason", class.as_str())]
             }
@@ -236,6 +246,8 @@ mod tests {
             Metric::CallsInitiated(ProviderKind::ElevenLabs),
             Metric::CallsFailed(ProviderKind::ElevenLabs, FailureClass::ProviderError),
             Metric::WebhookDeliveriesFailed,
+            Metric::ProviderSignatureFailures(ProviderKind::LiveKit),
+            Metric::UnknownCallEvents(ProviderKind::ElevenLabs),
         ];
         let names: Vec<&str> = all.iter().map(|m| m.name()).collect();
         assert_eq!(names, Metric::NAMES);

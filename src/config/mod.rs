@@ -14,6 +14,7 @@
 //! Each adapter owns its settings type (`ElevenLabsConfig` in `dispatch::elevenlabs`, …); this
 //! module only reads them.
 
+mod calls;
 mod checks;
 mod problem;
 mod providers;
@@ -21,6 +22,7 @@ mod reader;
 mod store;
 #[cfg(test)]
 mod tests;
+mod variables;
 
 use std::time::Duration;
 
@@ -36,9 +38,11 @@ use crate::notify::WebhookConfig;
 use crate::phone::{self, E164};
 use crate::store::StoreKind;
 
+pub use calls::CallSettings;
 pub use problem::{Problem, ProblemKind, Scope};
 use reader::Reader;
 pub use reader::{ProcessEnv, Source};
+pub use variables::VARIABLES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -93,51 +97,13 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// `CRON_SECRET`: the bearer token of `GET /api/outbox/sweep` (Vercel Cron sends it).
     pub cron_secret: Option<SecretString>,
+    pub calls: CallSettings,
     pub provider_timeout: Duration,
     pub log_format: LogFormat,
     /// On AWS Lambda, the function name: metrics are written as EMF lines under this `Service`.
     pub metrics_service: Option<String>,
     pub problems: Vec<Problem>,
 }
-
-/// Every variable the configuration reads, in the order `.env.example` documents them.
-pub const VARIABLES: &[&str] = &[
-    "APP_ENV",
-    "FLASK_ENV",
-    "PRODUCTION_API_KEY",
-    "PUBLIC_CALLS",
-    "ALLOWED_ORIGINS",
-    "ALLOWED_COUNTRIES",
-    "CALLER_ID",
-    "DEFAULT_FALLBACK_PHONE",
-    "MAX_REQUESTS_PER_IP",
-    "MAX_CALLS_PER_NUMBER",
-    "MAX_CALLS_PER_DAY",
-    "RATE_LIMIT_WINDOW",
-    "RATE_LIMIT_STORE",
-    "RATE_LIMIT_TABLE",
-    "RATE_LIMIT_HASH_KEY",
-    "CLIENT_IP_SOURCE",
-    "CALL_PROVIDER",
-    "PROVIDER_TIMEOUT",
-    "ELEVENLABS_API_KEY",
-    "ELEVEN_AGENT_ID",
-    "ELEVEN_AGENT_PHONE_NUMBER_ID",
-    "ELEVENLABS_API_BASE",
-    "ELEVENLABS_PHONE_PROVIDER",
-    "LIVEKIT_URL",
-    "LIVEKIT_API_KEY",
-    "LIVEKIT_API_SECRET",
-    "SIP_TRUNK_ID",
-    "LIVEKIT_AGENT_NAME",
-    "MAKE_WEBHOOK_URL",
-    "MAKE_WEBHOOK_SECRET",
-    "WEBHOOK_TIMEOUT",
-    "WEBHOOK_RETRIES",
-    "WEBHOOK_SWEEP_SECONDS",
-    "CRON_SECRET",
-    "LOG_FORMAT",
-];
 
 /// Minimum length of a production API key.
 pub const MIN_KEY_LEN: usize = 32;
@@ -179,6 +145,7 @@ impl Config {
         let providers = providers::read(&mut r, caller_id);
         let webhook = providers::webhook(&mut r);
         let cron_secret = providers::cron_secret(&mut r);
+        let calls = calls::read(&mut r);
         let log_format = log_format(&mut r);
 
         Ok(Config {
@@ -199,6 +166,7 @@ impl Config {
             livekit: providers.livekit,
             webhook,
             cron_secret,
+            calls,
             provider_timeout: providers.timeout,
             log_format,
             metrics_service: source

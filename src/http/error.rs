@@ -34,8 +34,8 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("A request with this Idempotency-Key is still being processed.")]
     RequestInProgress,
-    #[error("The request body is larger than 16 KiB.")]
-    PayloadTooLarge,
+    #[error("The request body is larger than {limit_kib} KiB.")]
+    PayloadTooLarge { limit_kib: usize },
     #[error("The request body must be JSON (Content-Type: application/json).")]
     UnsupportedMediaType,
     #[error("This Idempotency-Key was already used with a different request body.")]
@@ -86,7 +86,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RequestInProgress => "request_in_progress",
-            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -113,7 +113,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestInProgress => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -307,7 +307,7 @@ mod tests {
             ApiError::NotFound,
             ApiError::MethodNotAllowed { allow: "GET" },
             ApiError::RequestInProgress,
-            ApiError::PayloadTooLarge,
+            ApiError::PayloadTooLarge { limit_kib: 16 },
             ApiError::UnsupportedMediaType,
             ApiError::IdempotencyKeyReused,
             ApiError::RateLimited { retry_after: 1 },

@@ -4,14 +4,17 @@
 //! here, before any side effect), then the route's handler runs, then `frame` adds the CORS
 //! headers and `X-Request-Id` to whatever came back and writes the access log line.
 
+mod calls;
 mod client_addr;
 pub mod cors;
 pub mod error;
+mod events;
 mod health;
 pub mod openapi;
 mod outbox;
 pub mod page;
-mod start_call;
+mod provider_events;
+pub(crate) mod start_call;
 
 pub use start_call::BODY_READ_TIMEOUT;
 
@@ -49,8 +52,17 @@ pub const START_CALL: &str = "/api/start_call";
 pub const HEALTH: &str = "/api/health";
 pub const OPENAPI: &str = "/api/openapi.json";
 pub const OUTBOX_SWEEP: &str = "/api/outbox/sweep";
+pub const CALL: &str = "/api/calls/{call_id}";
+pub const ELEVENLABS_WEBHOOK: &str = "/api/webhooks/elevenlabs";
 /// Every path the router answers (the local server adds the page's, `page::FILES`).
-pub const API_PATHS: [&str; 4] = [START_CALL, HEALTH, OPENAPI, OUTBOX_SWEEP];
+pub const API_PATHS: [&str; 6] = [
+    START_CALL,
+    HEALTH,
+    OPENAPI,
+    OUTBOX_SWEEP,
+    CALL,
+    ELEVENLABS_WEBHOOK,
+];
 
 /// Builds the router. Paths are the same on every platform.
 pub fn router(app: Arc<App>) -> Router {
@@ -59,6 +71,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(HEALTH, any(health::handle))
         .route(OPENAPI, any(openapi::handle))
         .route(OUTBOX_SWEEP, any(outbox::handle))
+        .route(CALL, any(calls::handle))
+        .route(ELEVENLABS_WEBHOOK, any(provider_events::elevenlabs))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), frame))
         .with_state(app)

@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::store::Envelope;
+use crate::store::{CallStatus, Envelope};
 
 pub use backoff::{parse_retry_after, pause_within, Backoff};
 pub use delivery::{Deliverer, Schedule, SweepReport};
@@ -38,6 +38,18 @@ pub enum EventType {
     CallInitiated,
     #[serde(rename = "call.failed")]
     CallFailed,
+    #[serde(rename = "call.ringing")]
+    CallRinging,
+    #[serde(rename = "call.answered")]
+    CallAnswered,
+    #[serde(rename = "call.completed")]
+    CallCompleted,
+    #[serde(rename = "call.no_answer")]
+    CallNoAnswer,
+    #[serde(rename = "call.busy")]
+    CallBusy,
+    #[serde(rename = "call.canceled")]
+    CallCanceled,
 }
 
 impl EventType {
@@ -45,6 +57,26 @@ impl EventType {
         match self {
             EventType::CallInitiated => "call.initiated",
             EventType::CallFailed => "call.failed",
+            EventType::CallRinging => "call.ringing",
+            EventType::CallAnswered => "call.answered",
+            EventType::CallCompleted => "call.completed",
+            EventType::CallNoAnswer => "call.no_answer",
+            EventType::CallBusy => "call.busy",
+            EventType::CallCanceled => "call.canceled",
+        }
+    }
+
+    /// The event that tells Make a call reached `status` (docs/API.md §15).
+    pub fn of_status(status: CallStatus) -> Option<EventType> {
+        match status {
+            CallStatus::Initiated => None,
+            CallStatus::Ringing => Some(EventType::CallRinging),
+            CallStatus::InProgress => Some(EventType::CallAnswered),
+            CallStatus::Completed => Some(EventType::CallCompleted),
+            CallStatus::Failed => Some(EventType::CallFailed),
+            CallStatus::NoAnswer => Some(EventType::CallNoAnswer),
+            CallStatus::Busy => Some(EventType::CallBusy),
+            CallStatus::Canceled => Some(EventType::CallCanceled),
         }
     }
 }
@@ -57,6 +89,15 @@ pub enum CallSource {
     Web,
     /// An authenticated server (API key).
     Api,
+}
+
+impl CallSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallSource::Web => "web",
+            CallSource::Api => "api",
+        }
+    }
 }
 
 /// `data` of the event body.
@@ -82,6 +123,53 @@ pub struct Event {
     pub kind: EventType,
     pub created_at: String,
     pub data: CallOutcome,
+}
+
+/// `data` of a status event (docs/API.md §15): what a provider said about a call. Never the
+/// number; the transcript only with `FORWARD_TRANSCRIPTS=true`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusChange {
+    pub call_id: String,
+    pub provider: String,
+    pub provider_call_id: Option<String>,
+    pub status: CallStatus,
+    pub at: String,
+    pub duration_secs: Option<u64>,
+    pub end_reason: Option<String>,
+    pub summary: Option<String>,
+    pub successful: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<serde_json::Value>,
+}
+
+/// A status event as POSTed: `{id, type, created_at, data}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub created_at: String,
+    pub data: StatusChange,
+}
+
+impl StatusEvent {
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            id: self.id.clone(),
+            // Strings, numbers and JSON already parsed: serialising cannot fail.
+            body: serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
+}
+
+/// A new event id: `msg_` and 32 hex digits.
+pub fn event_id() -> String {
+    format!("msg_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A time as events carry it: RFC 3339, UTC, milliseconds (comparable as strings).
+pub fn event_time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 impl Event {
@@ -115,7 +203,9 @@ mod tests {
 
     #[test]
     fn the_call_source_is_sent_as_web_or_api() {
-        assert_eq!(serde_json::to_value(CallSource::Web).unwrap(), "web");
-        assert_eq!(serde_json::to_value(CallSource::Api).unwrap(), "api");
+        for source in [CallSource::Web, CallSource::Api] {
+            assert_eq!(serde_json::to_value(source).unwrap(), source.as_str());
+        }
+        assert_eq!(CallSource::Web.as_str(), "web");
     }
 }

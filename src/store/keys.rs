@@ -11,6 +11,11 @@ pub fn ip(ip: IpKey) -> String {
     format!("ip:{ip}")
 }
 
+/// The status reads (`GET /api/calls/{call_id}`) of one address.
+pub fn status_reads(ip: IpKey) -> String {
+    format!("reads:{ip}")
+}
+
 /// The per-number limit of one destination.
 pub fn number(number: &E164) -> String {
     format!("number:{number}")

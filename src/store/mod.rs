@@ -5,6 +5,7 @@
 //! Stores receive the time from the caller (milliseconds since the epoch) and never read a
 //! clock, so the rules are the same whatever the store and tests need no sleeping.
 
+pub mod calls;
 pub mod dynamodb;
 pub mod keys;
 pub mod memory;
@@ -15,6 +16,7 @@ use std::borrow::Cow;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use calls::{Advance, CallRecord, CallRecords, CallStatus, Change, Step};
 pub use outbox::{Envelope, Outbox, OutboxItem, OutboxState, Settle};
 
 /// Where limits and idempotency records live.

@@ -57,7 +57,12 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
     let doc = document(&t).await;
     // The local server's whole surface: the API and the page.
     let router = page::add_routes(t.router.clone());
-    for (path, operations) in doc["paths"].as_object().unwrap() {
+    for (template, operations) in doc["paths"].as_object().unwrap() {
+        // A path parameter gets a well-formed value; its handler may then answer 404 (no such
+        // call), which is not the router's 404: what matters is that no documented method is
+        // a 405.
+        let path = &template.replace("{call_id}", "00000000-0000-4000-8000-000000000000");
+        let parameterised = path != template;
         let documented: BTreeSet<String> = operations
             .as_object()
             .unwrap()
@@ -76,7 +81,7 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
             let r = send_to(&router, request).await;
             if documented.contains(method) {
                 assert!(
-                    r.status != 404 && r.status != 405,
+                    r.status != 405 && (parameterised || r.status != 404),
                     "{method} {path} is documented but answered {}",
                     r.status
                 );

@@ -98,23 +98,33 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The whole body, within [`MAX_BODY_BYTES`] and [`BODY_READ_TIMEOUT`].
 pub(super) async fn read(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    read_limited(headers, body, MAX_BODY_BYTES).await
+}
+
+/// The whole body, within `max` bytes and [`BODY_READ_TIMEOUT`].
+pub(crate) async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<bytes::Bytes, ApiError> {
     if let Some(length) = headers.get(CONTENT_LENGTH) {
         let declared = length
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .ok_or_else(|| ApiError::bad_request("Content-Length is not a number."))?;
-        if declared > MAX_BODY_BYTES as u64 {
-            return Err(ApiError::PayloadTooLarge);
+        if declared > max as u64 {
+            return Err(ApiError::PayloadTooLarge {
+                limit_kib: max / 1024,
+            });
         }
     }
-    let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
-    );
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max));
     match read.await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) if is_length_limit(&error) => Err(ApiError::PayloadTooLarge),
+        Ok(Err(error)) if is_length_limit(&error) => Err(ApiError::PayloadTooLarge {
+            limit_kib: max / 1024,
+        }),
         // Broken chunked framing, a connection cut mid-body: the request is malformed.
         Ok(Err(_)) => Err(ApiError::bad_request(
             "The request body could not be read (malformed framing or an interrupted upload).",
@@ -123,7 +133,7 @@ pub(super) async fn read(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes
     }
 }
 
-/// Whether reading stopped at [`MAX_BODY_BYTES`] (the only error that means "too large").
+/// Whether reading stopped at its limit (the only error that means "too large").
 fn is_length_limit(error: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {

@@ -8,11 +8,10 @@
 //! claim has a side effect; from the claim on, the request runs in its own task to the end.
 
 mod body;
-mod events;
 mod idempotency;
 
-pub(crate) use body::fields;
 pub use body::BODY_READ_TIMEOUT;
+pub(crate) use body::{fields, read_limited};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,11 +24,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::client_addr::{client_ip, header_ip};
 use super::cors::{self, OriginCheck};
+use super::events;
 use super::RequestId;
-use crate::access::{authenticate, Caller, Denied};
+use crate::access::{authenticate, Caller, Denied, StatusToken};
 use crate::after_answer::Background;
 use crate::app::App;
-use crate::calls::{Outcome, StartCall};
+use crate::calls::{CallError, Outcome, StartCall};
 use crate::client_ip::IpKey;
 use crate::dispatch::{CallDispatcher, ProviderKind};
 use crate::http::error::ApiError;
@@ -37,7 +37,7 @@ use crate::logging;
 use crate::metrics::Metric;
 use crate::notify::Event;
 use crate::phone::{AllowedNumber, PhoneError};
-use crate::store::LimitStatus;
+use crate::store::{CallStatus, LimitStatus};
 use idempotency::{Claim, Fingerprint, IdempotencyKey};
 
 const METHODS: &str = "POST, OPTIONS";
@@ -218,13 +218,24 @@ async fn finish(
         Ok(_) => true,
         Err(error) => error.reached_provider(),
     };
+    // The page reads its call's status with this token (docs/API.md §15.1).
+    let token = outcome.result.is_ok().then(StatusToken::new);
+    if let Some(placed) = &outcome.event {
+        let status = match &outcome.result {
+            Err(CallError::Provider(_)) => CallStatus::Failed,
+            // A timeout may still ring: the provider's own events will tell.
+            Ok(_) | Err(_) => CallStatus::Initiated,
+        };
+        let digest = token.as_ref().map(|t| t.digest.as_str());
+        events::keep_record(&app, placed, status, digest, &request_id).await;
+    }
     // An event is written only when there is a receiver to deliver it to.
     let event = outcome
         .event
         .as_ref()
         .filter(|_| app.notifier.is_some())
         .map(Event::envelope);
-    let response = render(outcome, &request_id);
+    let response = render(outcome, token.as_ref(), &request_id);
     let (response, recorded) = match &claim {
         Some(claim) => {
             claim
@@ -261,7 +272,7 @@ fn end_user_ip(parts: &Parts) -> Result<Option<IpKey>, ApiError> {
         .ok_or_else(|| ApiError::invalid("X-End-User-IP must be one IP address"))
 }
 
-fn render(outcome: Outcome, request_id: &RequestId) -> Response {
+fn render(outcome: Outcome, token: Option<&StatusToken>, request_id: &RequestId) -> Response {
     let mut response = match outcome.result {
         Ok(started) => (
             StatusCode::OK,
@@ -272,6 +283,7 @@ fn render(outcome: Outcome, request_id: &RequestId) -> Response {
                 "provider_call_id": started.provider_call_id,
                 "to": started.to,
                 "dry_run": started.provider == ProviderKind::DryRun,
+                "status_token": token.map(|t| t.token.as_str()),
             })),
         )
             .into_response(),

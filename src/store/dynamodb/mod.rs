@@ -27,6 +27,7 @@
 //! that writes the outbox item too); `outbox` the [`Outbox`](crate::store::Outbox); `item`
 //! reads and writes attribute values; `table` creates the table for local runs and tests.
 
+mod calls;
 mod idempotency;
 mod item;
 mod limit_item;

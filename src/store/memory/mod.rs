@@ -2,6 +2,7 @@
 //! instances share no memory, so production on this store must be chosen explicitly
 //! (docs/API.md §5) and health says so.
 
+mod calls;
 mod outbox;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,6 +25,7 @@ const SWEEP_EVERY: u64 = 4096;
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     outbox: Mutex<BTreeMap<String, OutboxItem>>,
+    calls: Mutex<calls::Calls>,
 }
 
 #[derive(Default)]
@@ -67,6 +69,11 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a half-applied admission (all mutation
         // happens after every check), so a poisoned lock is safe to keep using.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_calls(&self) -> std::sync::MutexGuard<'_, calls::Calls> {
+        // Every change is one assignment under the lock: nothing half-applied.
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_outbox(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OutboxItem>> {

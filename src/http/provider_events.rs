@@ -1,0 +1,241 @@
+//! Provider events in (docs/API.md §15.3, §15.4): verified on the raw body before anything is
+//! read, then a forward-only change of the call's record, written with the webhook event that
+//! tells Make.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::events;
+use super::start_call::read_limited;
+use super::RequestId;
+use crate::after_answer::Background;
+use crate::app::App;
+use crate::dispatch::ProviderKind;
+use crate::http::error::ApiError;
+use crate::metrics::Metric;
+use crate::notify::{event_id, event_time, EventType, StatusChange, StatusEvent};
+use crate::store::{Advance, CallStatus, Change};
+
+/// Transcripts make large bodies.
+pub const MAX_PROVIDER_EVENT_BYTES: usize = 2 * 1024 * 1024;
+/// How far an ElevenLabs signature's timestamp may be from now.
+pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(30 * 60);
+
+const METHODS: &str = "POST";
+
+/// `POST /api/webhooks/elevenlabs`.
+pub async fn elevenlabs(
+    State(app): State<Arc<App>>,
+    Extension(request_id): Extension<RequestId>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed { allow: METHODS });
+    }
+    let (parts, body) = request.into_parts();
+    let background = parts.extensions.get::<Background>().cloned();
+    let body = read_limited(&parts.headers, body, MAX_PROVIDER_EVENT_BYTES).await?;
+    let now_ms = app.clock.now_ms();
+    if !elevenlabs_signed(&app, &parts.headers, &body, now_ms) {
+        tracing::warn!(request_id = %request_id.0, provider = "elevenlabs", "Invalid provider signature");
+        app.count(
+            Metric::ProviderSignatureFailures(ProviderKind::ElevenLabs),
+            1,
+        );
+        return Err(ApiError::Unauthorized);
+    }
+    let event: Value = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidJson)?;
+    let Some(change) = elevenlabs_change(&event, now_ms) else {
+        // post_call_audio and anything new: acknowledged, never stored.
+        return Ok(received());
+    };
+    let data = &event["data"];
+    let named = data["conversation_initiation_client_data"]["dynamic_variables"]["call_id"]
+        .as_str()
+        .map(str::to_string);
+    let call_id = match named {
+        Some(id) => Some(id),
+        None => match data["conversation_id"].as_str() {
+            Some(conversation) => app.calls.find(conversation, now_ms).await.map_err(store)?,
+            None => None,
+        },
+    };
+    let transcript = app
+        .config
+        .calls
+        .forward_transcripts
+        .then(|| data["transcript"].clone())
+        .filter(|t| !t.is_null());
+    advance(
+        &app,
+        ProviderKind::ElevenLabs,
+        call_id.as_deref(),
+        &change,
+        transcript,
+        background,
+        &request_id,
+    )
+    .await?;
+    Ok(received())
+}
+
+fn received() -> Response {
+    (StatusCode::OK, Json(json!({"received": true}))).into_response()
+}
+
+fn store(error: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %error, "Call record store failed");
+    ApiError::RateLimitUnavailable
+}
+
+/// `ElevenLabs-Signature: t=<unix>,v0=<hex HMAC-SHA256 of "{t}.{body}">`, keyed with
+/// `ELEVENLABS_WEBHOOK_SECRET`, within [`SIGNATURE_TOLERANCE`] of now. Without a secret,
+/// nothing is.
+fn elevenlabs_signed(app: &App, headers: &HeaderMap, body: &[u8], now_ms: u64) -> bool {
+    let Some(secret) = &app.config.calls.elevenlabs_webhook_secret else {
+        return false;
+    };
+    let mut values = headers.get_all("elevenlabs-signature").iter();
+    let (Some(header), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(header) = header.to_str() else {
+        return false;
+    };
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<u64>().ok(),
+            Some(("v0", v)) => signatures.extend(hex::decode(v).ok()),
+            _ => {}
+        }
+    }
+    let Some(timestamp) = timestamp else {
+        return false;
+    };
+    let now = now_ms / 1000;
+    if now.abs_diff(timestamp) > SIGNATURE_TOLERANCE.as_secs() {
+        return false;
+    }
+    let mac = || {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    };
+    // Constant time, each candidate checked (no early exit on the first match).
+    signatures.iter().fold(false, |ok, signature| {
+        mac().verify_slice(signature).is_ok() | ok
+    })
+}
+
+/// What an ElevenLabs event says about its call; `None` for events that change nothing.
+fn elevenlabs_change(event: &Value, now_ms: u64) -> Option<Change> {
+    let data = &event["data"];
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    match event["type"].as_str()? {
+        "post_call_transcription" => {
+            let status = match data["status"].as_str() {
+                Some("done") => CallStatus::Completed,
+                _ => CallStatus::Failed,
+            };
+            let metadata = &data["metadata"];
+            Some(Change {
+                status,
+                at_ms: now_ms,
+                duration_secs: metadata["call_duration_secs"].as_u64(),
+                end_reason: text(&metadata["termination_reason"]),
+                summary: text(&data["analysis"]["transcript_summary"]),
+                successful: text(&data["analysis"]["call_successful"]),
+            })
+        }
+        "call_initiation_failure" => {
+            let reason = data["failure_reason"].as_str().unwrap_or("failed");
+            let status = match reason {
+                "busy" => CallStatus::Busy,
+                "no-answer" | "no_answer" => CallStatus::NoAnswer,
+                _ => CallStatus::Failed,
+            };
+            let mut change = Change::to(status, now_ms);
+            change.end_reason = Some(reason.to_string());
+            Some(change)
+        }
+        _ => None,
+    }
+}
+
+/// Moves the call forward and writes the event that tells Make, then starts its delivery.
+async fn advance(
+    app: &Arc<App>,
+    provider: ProviderKind,
+    call_id: Option<&str>,
+    change: &Change,
+    transcript: Option<Value>,
+    background: Option<Background>,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let current = match call_id {
+        Some(id) => app.calls.get(id, change.at_ms).await.map_err(store)?,
+        None => None,
+    };
+    let (Some(call_id), Some(current)) = (call_id, current) else {
+        unknown(app, provider, request_id);
+        return Ok(());
+    };
+    if !current.moves_forward(change) {
+        return Ok(());
+    }
+    let event = EventType::of_status(change.status)
+        .filter(|_| app.notifier.is_some())
+        .map(|kind| StatusEvent {
+            id: event_id(),
+            kind,
+            created_at: event_time(change.at_ms),
+            data: StatusChange {
+                call_id: call_id.to_string(),
+                provider: current.provider.clone(),
+                provider_call_id: current.provider_call_id.clone(),
+                status: change.status,
+                at: event_time(change.at_ms),
+                duration_secs: change.duration_secs.or(current.duration_secs),
+                end_reason: change.end_reason.clone(),
+                summary: change.summary.clone(),
+                successful: change.successful.clone(),
+                transcript,
+            },
+        })
+        .map(|event| event.envelope());
+    let advanced = app
+        .calls
+        .advance(call_id, change, event.as_ref())
+        .await
+        .map_err(store)?;
+    match advanced {
+        Advance::Applied(record) => {
+            tracing::info!(request_id = %request_id.0, call_id, provider = provider.as_str(), status = record.status.as_str(), "Call status changed");
+            if let Some(event) = event {
+                events::deliver(app, event, true, background).await;
+            }
+        }
+        Advance::Unchanged => {}
+        Advance::Unknown => unknown(app, provider, request_id),
+    }
+    Ok(())
+}
+
+fn unknown(app: &App, provider: ProviderKind, request_id: &RequestId) {
+    tracing::warn!(request_id = %request_id.0, provider = provider.as_str(), "Provider event for an unknown call");
+    app.count(Metric::UnknownCallEvents(provider), 1);
+}
