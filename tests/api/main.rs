@@ -2,6 +2,7 @@
 //! over HTTP where the point is the process itself).
 
 mod access;
+mod calls;
 mod cors;
 mod fuzz;
 mod health;
@@ -13,6 +14,7 @@ mod openapi;
 mod outbox;
 mod page;
 mod properties;
+mod provider_sdks;
 mod providers;
 mod readme;
 mod reads;
