@@ -54,14 +54,16 @@ pub const OPENAPI: &str = "/api/openapi.json";
 pub const OUTBOX_SWEEP: &str = "/api/outbox/sweep";
 pub const CALL: &str = "/api/calls/{call_id}";
 pub const ELEVENLABS_WEBHOOK: &str = "/api/webhooks/elevenlabs";
+pub const LIVEKIT_WEBHOOK: &str = "/api/webhooks/livekit";
 /// Every path the router answers (the local server adds the page's, `page::FILES`).
-pub const API_PATHS: [&str; 6] = [
+pub const API_PATHS: [&str; 7] = [
     START_CALL,
     HEALTH,
     OPENAPI,
     OUTBOX_SWEEP,
     CALL,
     ELEVENLABS_WEBHOOK,
+    LIVEKIT_WEBHOOK,
 ];
 
 /// Builds the router. Paths are the same on every platform.
@@ -73,6 +75,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(OUTBOX_SWEEP, any(outbox::handle))
         .route(CALL, any(calls::handle))
         .route(ELEVENLABS_WEBHOOK, any(provider_events::elevenlabs))
+        .route(LIVEKIT_WEBHOOK, any(provider_events::livekit))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), frame))
         .with_state(app)

@@ -88,6 +88,102 @@ pub async fn elevenlabs(
     Ok(received())
 }
 
+/// `POST /api/webhooks/livekit`.
+pub async fn livekit(
+    State(app): State<Arc<App>>,
+    Extension(request_id): Extension<RequestId>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed { allow: METHODS });
+    }
+    let (parts, body) = request.into_parts();
+    let background = parts.extensions.get::<Background>().cloned();
+    let body = read_limited(&parts.headers, body, MAX_PROVIDER_EVENT_BYTES).await?;
+    if !livekit_signed(&app, &parts.headers, &body) {
+        tracing::warn!(request_id = %request_id.0, provider = "livekit", "Invalid provider signature");
+        app.count(Metric::ProviderSignatureFailures(ProviderKind::LiveKit), 1);
+        return Err(ApiError::Unauthorized);
+    }
+    let event: Value = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidJson)?;
+    let now_ms = app.clock.now_ms();
+    let Some((call_id, change)) = livekit_change(&event, now_ms) else {
+        return Ok(received());
+    };
+    advance(
+        &app,
+        ProviderKind::LiveKit,
+        Some(&call_id),
+        &change,
+        None,
+        background,
+        &request_id,
+    )
+    .await?;
+    Ok(received())
+}
+
+/// `Authorization`: a JWT signed (HS256) with `LIVEKIT_API_SECRET`, issued by
+/// `LIVEKIT_API_KEY` (the `livekit-api` crate's verifier), whose `sha256` claim is the base64
+/// SHA-256 of the raw body. Without LiveKit configured, nothing is.
+fn livekit_signed(app: &App, headers: &HeaderMap, body: &[u8]) -> bool {
+    use base64::Engine;
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    let Some(livekit) = &app.config.livekit else {
+        return false;
+    };
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(token), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(token) = token.to_str() else {
+        return false;
+    };
+    let verifier = livekit_api::access_token::TokenVerifier::with_api_key(
+        &livekit.api_key,
+        livekit.api_secret.expose_secret(),
+    );
+    let Ok(claims) = verifier.verify(token.trim_start_matches("Bearer ")) else {
+        return false;
+    };
+    let Ok(claimed) = base64::engine::general_purpose::STANDARD.decode(&claims.sha256) else {
+        return false;
+    };
+    let actual = sha2::Sha256::digest(body);
+    claimed.len() == actual.len() && bool::from(claimed.ct_eq(&actual))
+}
+
+/// What a LiveKit event says about a call (docs/API.md §15.4): only the SIP participant
+/// `phone-<call_id>` counts. Outbound calls join `dialing`; ringing and answering change an
+/// attribute, which sends no webhook; the participant's leaving tells how the call ended.
+fn livekit_change(event: &Value, now_ms: u64) -> Option<(String, Change)> {
+    let participant = &event["participant"];
+    let call_id = participant["identity"].as_str()?.strip_prefix("phone-")?;
+    uuid::Uuid::parse_str(call_id).ok()?;
+    let call_status = participant["attributes"]["sip.callStatus"].as_str();
+    let status = match event["event"].as_str()? {
+        "participant_joined" => match call_status? {
+            "ringing" => CallStatus::Ringing,
+            "active" => CallStatus::InProgress,
+            _ => return None,
+        },
+        "participant_left" | "participant_connection_aborted" => {
+            match (participant["disconnectReason"].as_str(), call_status) {
+                (Some("USER_REJECTED"), _) => CallStatus::Busy,
+                (Some("USER_UNAVAILABLE"), _) | (_, Some("ringing")) => CallStatus::NoAnswer,
+                (_, Some("active" | "hangup")) => CallStatus::Completed,
+                (Some("CLIENT_INITIATED" | "ROOM_DELETED"), _) => CallStatus::Completed,
+                _ => CallStatus::Failed,
+            }
+        }
+        _ => return None,
+    };
+    let mut change = Change::to(status, now_ms);
+    change.end_reason = participant["disconnectReason"].as_str().map(str::to_string);
+    Some((call_id.to_string(), change))
+}
+
 fn received() -> Response {
     (StatusCode::OK, Json(json!({"received": true}))).into_response()
 }

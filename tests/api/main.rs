@@ -8,6 +8,7 @@ mod fuzz;
 mod health;
 mod idempotency;
 mod limits;
+mod livekit_events;
 mod malformed;
 mod metrics;
 mod openapi;

@@ -509,9 +509,9 @@ fn the_http_api_routes_are_the_documented_operations() {
         }
     }
     assert_eq!(
-        routes, 9,
+        routes, 10,
         "start_call, health, openapi.json and a call's record: GET/POST and OPTIONS each; the \
-         ElevenLabs webhook: POST"
+         two provider webhooks: POST"
     );
 }
 
