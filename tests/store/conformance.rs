@@ -1,17 +1,18 @@
 //! One conformance suite for every store: each function takes a port and states one rule of
-//! docs/API.md §5, §8 or §9 (the outbox). `main.rs` runs each against the memory store and the
-//! DynamoDB store.
+//! docs/API.md §5, §8, §9 (the outbox) or §15 (call records). `main.rs` runs each against the
+//! memory store and the DynamoDB store.
 
 use std::sync::Arc;
 
+use chamada::store::calls::retention_ms;
 use chamada::store::outbox::OUTBOX_RETENTION_MS;
 use chamada::store::{
-    utc_day, Admission, Begin, Envelope, IdempotencyStore, LimitCheck, LimitKind, Outbox,
-    OutboxItem, OutboxState, RateLimiter, Settle, StoredResponse, Window, DAY_MS,
-    IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
+    utc_day, Admission, Advance, Begin, CallRecord, CallRecords, CallStatus, Change, Envelope,
+    IdempotencyStore, LimitCheck, LimitKind, Outbox, OutboxItem, OutboxState, RateLimiter, Settle,
+    Step, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
 
-use crate::CallStore;
+use crate::{CallStore, RecordStore};
 
 /// 2026-11-28T12:00:00Z.
 pub const NOON_MS: u64 = 1_795_867_200_000;
@@ -821,4 +822,436 @@ pub async fn complete_after_a_takeover_keeps_the_other_answer_and_still_records_
     );
     assert_eq!(s.get("msg_of_a").await.unwrap(), Some(kept));
     assert_eq!(ids(&s.due(later + 4, 10).await.unwrap()), ["msg_of_a"]);
+}
+
+/// A new call's record, as `start_call` keeps it: initiated at `at`, kept 30 days.
+pub fn call_record(call_id: &str, provider_call_id: Option<&str>, at: u64) -> CallRecord {
+    CallRecord {
+        call_id: call_id.into(),
+        provider: "elevenlabs".into(),
+        provider_call_id: provider_call_id.map(Into::into),
+        to_masked: "+351******678".into(),
+        source: "web".into(),
+        status: CallStatus::Initiated,
+        created_at_ms: at,
+        updated_at_ms: at,
+        history: vec![Step {
+            status: CallStatus::Initiated,
+            at_ms: at,
+        }],
+        duration_secs: None,
+        end_reason: None,
+        summary: None,
+        successful: None,
+        token_hash: "5e".repeat(32),
+        expires_at_ms: at + retention_ms(30),
+    }
+}
+
+async fn record(s: &Arc<dyn RecordStore>, call_id: &str, now: u64) -> Option<CallRecord> {
+    CallRecords::get(s.as_ref(), call_id, now)
+        .await
+        .expect("store answers")
+}
+
+async fn event(s: &Arc<dyn RecordStore>, id: &str) -> Option<OutboxItem> {
+    Outbox::get(s.as_ref(), id).await.expect("store answers")
+}
+
+async fn advance(
+    s: &Arc<dyn RecordStore>,
+    call_id: &str,
+    change: &Change,
+    event_id: Option<&str>,
+) -> Advance {
+    let envelope = event_id.map(envelope);
+    s.advance(call_id, change, envelope.as_ref())
+        .await
+        .expect("store answers")
+}
+
+/// The record as `advance` applied it.
+fn applied(advance: Advance) -> CallRecord {
+    match advance {
+        Advance::Applied(record) => *record,
+        other => panic!("expected the change applied, got {other:?}"),
+    }
+}
+
+/// A record reads back as it was written — every field, absent ones absent — until it
+/// expires; then (swept or not) it is none. Unknown ids are none.
+pub async fn a_created_record_reads_back_until_it_expires(s: Arc<dyn CallRecords>) {
+    let t = NOON_MS;
+    let placed = call_record("3f2b8c1e-0000-4000-8000-000000000001", Some("conv_1"), t);
+    s.create(&placed).await.unwrap();
+    // A call the provider refused: no provider id, no status token, an end reason.
+    let refused = CallRecord {
+        status: CallStatus::Failed,
+        history: vec![Step {
+            status: CallStatus::Failed,
+            at_ms: t + 1,
+        }],
+        end_reason: Some("provider_error".into()),
+        token_hash: String::new(),
+        source: "api".into(),
+        ..call_record("3f2b8c1e-0000-4000-8000-000000000002", None, t + 1)
+    };
+    s.create(&refused).await.unwrap();
+
+    assert_eq!(
+        s.get(&placed.call_id, t).await.unwrap(),
+        Some(placed.clone())
+    );
+    assert_eq!(
+        s.get(&refused.call_id, t + 1).await.unwrap(),
+        Some(refused.clone())
+    );
+    let last = placed.expires_at_ms - 1;
+    assert_eq!(
+        s.get(&placed.call_id, last).await.unwrap(),
+        Some(placed.clone())
+    );
+    assert_eq!(
+        s.get(&placed.call_id, last + 1).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        s.get("3f2b8c1e-0000-4000-8000-00000000dead", t)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The provider's id leads back to its call while the record lives, and only then.
+pub async fn a_record_is_found_by_its_provider_call_id_while_it_lives(s: Arc<dyn CallRecords>) {
+    let t = NOON_MS;
+    let a = call_record("3f2b8c1e-0000-4000-8000-00000000000a", Some("conv_a"), t);
+    let b = call_record("3f2b8c1e-0000-4000-8000-00000000000b", None, t);
+    s.create(&a).await.unwrap();
+    s.create(&b).await.unwrap();
+    assert_eq!(s.find("conv_a", t).await.unwrap(), Some(a.call_id.clone()));
+    assert_eq!(
+        s.find("conv_a", a.expires_at_ms - 1).await.unwrap(),
+        Some(a.call_id.clone())
+    );
+    assert_eq!(
+        s.find("conv_a", a.expires_at_ms).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(s.find("conv_unknown", t).await.unwrap(), None);
+    assert_eq!(
+        s.find(&b.call_id, t).await.unwrap(),
+        None,
+        "a call id is no provider id"
+    );
+}
+
+/// A record is written once: a second `create` of the same call (a retry) changes nothing,
+/// not even a record that has moved on since. Once expired, the id is free again.
+pub async fn creating_a_record_twice_keeps_the_first(s: Arc<dyn CallRecords>) {
+    let t = NOON_MS;
+    let first = call_record("3f2b8c1e-0000-4000-8000-0000000000f1", Some("conv_f"), t);
+    s.create(&first).await.unwrap();
+    let second = CallRecord {
+        provider: "livekit".into(),
+        token_hash: "77".repeat(32),
+        created_at_ms: t + 5,
+        updated_at_ms: t + 5,
+        ..first.clone()
+    };
+    s.create(&second).await.unwrap();
+    assert_eq!(
+        s.get(&first.call_id, t + 6).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.find("conv_f", t + 6).await.unwrap(),
+        Some(first.call_id.clone())
+    );
+
+    let ringing = applied(
+        s.advance(
+            &first.call_id,
+            &Change::to(CallStatus::Ringing, t + 7),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    s.create(&second).await.unwrap();
+    assert_eq!(s.get(&first.call_id, t + 8).await.unwrap(), Some(ringing));
+
+    let reborn = CallRecord {
+        created_at_ms: first.expires_at_ms,
+        updated_at_ms: first.expires_at_ms,
+        expires_at_ms: first.expires_at_ms + DAY_MS,
+        ..second.clone()
+    };
+    s.create(&reborn).await.unwrap();
+    assert_eq!(
+        s.get(&first.call_id, first.expires_at_ms).await.unwrap(),
+        Some(reborn)
+    );
+}
+
+/// A change that ranks higher moves the call and writes its event, pending and due at the
+/// change's time, with it; what the change does not say, the record keeps. A change at or
+/// below the current rank is `Unchanged` and writes nothing, event included.
+pub async fn advance_moves_forward_with_its_event_and_never_back(s: Arc<dyn RecordStore>) {
+    let t = NOON_MS;
+    let id = "3f2b8c1e-0000-4000-8000-0000000000a1";
+    let created = CallRecord {
+        end_reason: Some("provider_timeout".into()),
+        ..call_record(id, Some("conv_adv"), t)
+    };
+    s.create(&created).await.unwrap();
+
+    let ringing = applied(
+        advance(
+            &s,
+            id,
+            &Change::to(CallStatus::Ringing, t + 10),
+            Some("msg_ringing"),
+        )
+        .await,
+    );
+    let expected = CallRecord {
+        status: CallStatus::Ringing,
+        updated_at_ms: t + 10,
+        history: vec![
+            Step {
+                status: CallStatus::Initiated,
+                at_ms: t,
+            },
+            Step {
+                status: CallStatus::Ringing,
+                at_ms: t + 10,
+            },
+        ],
+        ..created.clone()
+    };
+    assert_eq!(ringing, expected);
+    assert_eq!(record(&s, id, t + 10).await, Some(expected.clone()));
+    let kept = event(&s, "msg_ringing")
+        .await
+        .expect("the event is written with the change");
+    assert_eq!(
+        kept,
+        OutboxItem {
+            envelope: envelope("msg_ringing"),
+            state: OutboxState::Pending,
+            attempts: 0,
+            due_at_ms: t + 10,
+            lease_until_ms: 0,
+            created_at_ms: t + 10,
+            last_error: None,
+        }
+    );
+
+    // Late, replayed or reordered: the same rank, or lower.
+    for (late, event_id) in [
+        (CallStatus::Ringing, "msg_ringing_again"),
+        (CallStatus::Initiated, "msg_initiated"),
+    ] {
+        assert_eq!(
+            advance(&s, id, &Change::to(late, t + 20), Some(event_id)).await,
+            Advance::Unchanged,
+            "{late:?}"
+        );
+        assert_eq!(event(&s, event_id).await, None, "no event for {late:?}");
+    }
+    assert_eq!(record(&s, id, t + 20).await, Some(expected.clone()));
+
+    // Forward without an event (no receiver configured): the record alone.
+    let answered =
+        applied(advance(&s, id, &Change::to(CallStatus::InProgress, t + 30), None).await);
+    assert_eq!(answered.status, CallStatus::InProgress);
+
+    let done = Change {
+        duration_secs: Some(42),
+        end_reason: Some("client disconnected".into()),
+        summary: Some("Booked a table for two.".into()),
+        successful: Some("success".into()),
+        ..Change::to(CallStatus::Completed, t + 40)
+    };
+    let completed = applied(advance(&s, id, &done, Some("msg_completed")).await);
+    let expected = CallRecord {
+        status: CallStatus::Completed,
+        updated_at_ms: t + 40,
+        history: vec![
+            Step {
+                status: CallStatus::Initiated,
+                at_ms: t,
+            },
+            Step {
+                status: CallStatus::Ringing,
+                at_ms: t + 10,
+            },
+            Step {
+                status: CallStatus::InProgress,
+                at_ms: t + 30,
+            },
+            Step {
+                status: CallStatus::Completed,
+                at_ms: t + 40,
+            },
+        ],
+        duration_secs: Some(42),
+        end_reason: Some("client disconnected".into()),
+        summary: Some("Booked a table for two.".into()),
+        successful: Some("success".into()),
+        ..created.clone()
+    };
+    assert_eq!(completed, expected);
+    assert_eq!(record(&s, id, t + 41).await, Some(expected));
+    let due = s.due(t + 41, 10).await.unwrap();
+    assert_eq!(ids(&due), ["msg_ringing", "msg_completed"]);
+}
+
+/// Once final, a call stays as it is: no later change, final or not, moves it or writes an
+/// event.
+pub async fn a_final_status_never_changes(s: Arc<dyn RecordStore>) {
+    let t = NOON_MS;
+    let id = "3f2b8c1e-0000-4000-8000-0000000000b1";
+    s.create(&call_record(id, None, t)).await.unwrap();
+    let busy = applied(
+        advance(
+            &s,
+            id,
+            &Change::to(CallStatus::Busy, t + 1),
+            Some("msg_busy"),
+        )
+        .await,
+    );
+    assert_eq!(busy.status, CallStatus::Busy);
+    let late = [
+        CallStatus::Completed,
+        CallStatus::Failed,
+        CallStatus::NoAnswer,
+        CallStatus::Canceled,
+        CallStatus::Busy,
+        CallStatus::InProgress,
+        CallStatus::Ringing,
+        CallStatus::Initiated,
+    ];
+    for (i, status) in late.into_iter().enumerate() {
+        let event_id = format!("msg_late_{i}");
+        let change = Change {
+            duration_secs: Some(9),
+            end_reason: Some("late".into()),
+            ..Change::to(status, t + 2 + i as u64)
+        };
+        assert_eq!(
+            advance(&s, id, &change, Some(&event_id)).await,
+            Advance::Unchanged,
+            "{status:?}"
+        );
+        assert_eq!(event(&s, &event_id).await, None, "no event for {status:?}");
+    }
+    assert_eq!(record(&s, id, t + 20).await, Some(busy));
+    assert_eq!(ids(&s.due(t + 20, 10).await.unwrap()), ["msg_busy"]);
+}
+
+/// A change for a call never created, or whose record expired (swept or not), is `Unknown`
+/// and writes nothing: no record, no event.
+pub async fn advancing_an_unknown_or_expired_call_is_unknown_and_writes_nothing(
+    s: Arc<dyn RecordStore>,
+) {
+    let t = NOON_MS;
+    let unknown = "3f2b8c1e-0000-4000-8000-0000000000c0";
+    assert_eq!(
+        advance(
+            &s,
+            unknown,
+            &Change::to(CallStatus::Completed, t),
+            Some("msg_unknown")
+        )
+        .await,
+        Advance::Unknown
+    );
+    assert_eq!(event(&s, "msg_unknown").await, None);
+    assert_eq!(record(&s, unknown, t).await, None, "no record made up");
+
+    let id = "3f2b8c1e-0000-4000-8000-0000000000c1";
+    let created = call_record(id, None, t);
+    s.create(&created).await.unwrap();
+    let end = created.expires_at_ms;
+    assert_eq!(
+        advance(
+            &s,
+            id,
+            &Change::to(CallStatus::Completed, end),
+            Some("msg_expired")
+        )
+        .await,
+        Advance::Unknown
+    );
+    assert_eq!(event(&s, "msg_expired").await, None);
+    // Just before the end it is still known.
+    assert_eq!(
+        advance(&s, id, &Change::to(CallStatus::Ringing, end - 1), None).await,
+        Advance::Applied(Box::new(
+            created.with(&Change::to(CallStatus::Ringing, end - 1))
+        ))
+    );
+}
+
+/// However many final events race (a provider's retries, two providers' reports), one
+/// applies and one event is written: the others see the final status and change nothing.
+pub async fn of_twenty_concurrent_final_advances_of_one_call_exactly_one_applies(
+    s: Arc<dyn RecordStore>,
+) {
+    let t = NOON_MS;
+    let finals = [
+        CallStatus::Completed,
+        CallStatus::Failed,
+        CallStatus::NoAnswer,
+        CallStatus::Busy,
+        CallStatus::Canceled,
+    ];
+    for round in 0..3u64 {
+        let id = format!("3f2b8c1e-0000-4000-8000-00000000d00{round}");
+        s.create(&call_record(&id, None, t)).await.unwrap();
+        if round == 1 {
+            // From a later status too.
+            advance(&s, &id, &Change::to(CallStatus::InProgress, t + 1), None).await;
+        }
+        let tasks: Vec<_> = (0..20usize)
+            .map(|i| {
+                let s = s.clone();
+                let id = id.clone();
+                let change = Change::to(finals[i % finals.len()], t + 10 + round);
+                let envelope = envelope(&format!("msg_race_{round}_{i}"));
+                tokio::spawn(async move { s.advance(&id, &change, Some(&envelope)).await })
+            })
+            .collect();
+        let mut applied = Vec::new();
+        for task in tasks {
+            match task.await.unwrap().expect("store answers under contention") {
+                Advance::Applied(record) => applied.push(*record),
+                Advance::Unchanged => {}
+                Advance::Unknown => panic!("round {round}: the call is known"),
+            }
+        }
+        assert_eq!(applied.len(), 1, "round {round}: {applied:?}");
+        let mut written = Vec::new();
+        for i in 0..20 {
+            let event_id = format!("msg_race_{round}_{i}");
+            if event(&s, &event_id).await.is_some() {
+                written.push(i);
+            }
+        }
+        assert_eq!(written.len(), 1, "round {round}: events {written:?}");
+        assert_eq!(
+            applied[0].status,
+            finals[written[0] % finals.len()],
+            "the event is the applied change's"
+        );
+        assert_eq!(record(&s, &id, t + 20).await.as_ref(), Some(&applied[0]));
+        let steps = applied[0].history.len();
+        assert_eq!(steps, if round == 1 { 3 } else { 2 }, "one final step");
+    }
 }

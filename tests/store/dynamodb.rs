@@ -80,13 +80,17 @@ impl Service {
     }
 }
 
+/// Limit and idempotency keys are keyed hashes; call records are keyed by the random ids
+/// (`call#<call id>`, `callref#<provider call id>`). No key or attribute holds a raw IP, a
+/// full number or an API key (a record holds the masked number only).
 #[tokio::test]
 async fn keys_in_the_table_are_keyed_hashes_never_raw_ips_or_numbers() {
     let server = Dynoxide::start().await;
     let (store, _) = server.store().await;
     let service = Service::new(store, &[]).await;
-    service.web(NUMBER).await.assert_status(200);
-    service
+    let web = service.web(NUMBER).await;
+    web.assert_status(200);
+    let api = service
         .call(
             NUMBER,
             &[
@@ -94,27 +98,33 @@ async fn keys_in_the_table_are_keyed_hashes_never_raw_ips_or_numbers() {
                 ("idempotency-key", "order-1"),
             ],
         )
-        .await
-        .assert_status(200);
+        .await;
+    api.assert_status(200);
+    let call_ids: Vec<String> = [&web, &api]
+        .iter()
+        .map(|r| r.json()["call_id"].as_str().unwrap().to_string())
+        .collect();
 
     let client = server.client(&RoundTrips::default()).await;
     let items = client.scan().table_name(TABLE).send().await.unwrap();
     let items = items.items();
-    assert_eq!(
-        items.len(),
-        3,
-        "the IP, the number and one idempotency record"
-    );
+    let mut kinds = Vec::new();
     for item in items {
         let Some(AttributeValue::S(pk)) = item.get("pk") else {
             panic!("no pk")
         };
-        let (prefix, hash) = pk.split_once('#').unwrap();
-        assert!(["rl", "idem"].contains(&prefix), "{pk}");
-        assert!(
-            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
-            "{pk}"
-        );
+        let (prefix, id) = pk.split_once('#').unwrap();
+        kinds.push(prefix);
+        match prefix {
+            "rl" | "idem" => assert!(
+                id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{pk}"
+            ),
+            "call" => assert!(call_ids.iter().any(|c| c == id), "{pk}"),
+            // The recording provider answers every call with the same id.
+            "callref" => assert_eq!(id, "conv_test_123"),
+            _ => panic!("unexpected item {pk}"),
+        }
         assert!(
             item.contains_key("expires_at"),
             "every item can expire by TTL"
@@ -129,6 +139,12 @@ async fn keys_in_the_table_are_keyed_hashes_never_raw_ips_or_numbers() {
             }
         }
     }
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        ["call", "call", "callref", "idem", "rl", "rl"],
+        "the IP, the number, one idempotency record, two call records and the way back"
+    );
 }
 
 #[tokio::test]
@@ -152,10 +168,15 @@ async fn create_table_is_repeatable_and_turns_ttl_on_for_expires_at() {
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
 }
 
-/// docs/API.md §5: an admitted or refused request costs one store round trip in the common case,
-/// two at most. Counted with an SDK interceptor, per request kind, through the router.
+/// docs/API.md §5: an admitted or refused request costs the limits one store round trip in
+/// the common case, two at most; a placed call adds one write for its record (docs/API.md
+/// §15: the record and the way back from the provider's id, one `TransactWriteItems`).
+/// Counted with an SDK interceptor, per request kind, through the router.
 #[tokio::test]
 async fn round_trips_per_request_kind_stay_within_two() {
+    const TWI: &str = "TransactWriteItems";
+    /// The call record's write, after the limits' (the recording provider gives an id).
+    const RECORD: &str = TWI;
     let server = Dynoxide::start().await;
     let (store, trips) = server.store().await;
     let service = Service::new(store.clone(), &[("MAX_CALLS_PER_DAY", "1000")]).await;
@@ -166,44 +187,59 @@ async fn round_trips_per_request_kind_stay_within_two() {
         let ops = trips.operations();
         trips.reset();
         table.push(format!("{kind}: {} {ops:?}", ops.len()));
-        ops.len()
+        ops
     };
 
     let r = service.web(NUMBER).await;
-    assert_eq!(measure("web admitted (ip+number+day)", r, 200, &trips), 1);
+    assert_eq!(
+        measure("web admitted (ip+number+day)", r, 200, &trips),
+        [TWI, RECORD]
+    );
     let r = service
         .call("+351912345679", &[("authorization", &api)])
         .await;
-    assert_eq!(measure("api admitted (number+day)", r, 200, &trips), 1);
+    assert_eq!(
+        measure("api admitted (number+day)", r, 200, &trips),
+        [TWI, RECORD]
+    );
     let r = service
         .call(
             "+351912345670",
             &[("authorization", &api), ("x-end-user-ip", "198.51.100.7")],
         )
         .await;
-    assert_eq!(measure("api for an end user admitted", r, 200, &trips), 1);
+    assert_eq!(
+        measure("api for an end user admitted", r, 200, &trips),
+        [TWI, RECORD]
+    );
     service.web("+351912345671").await.assert_status(200);
     service.web("+351912345672").await.assert_status(200);
     trips.reset();
     let r = service.web("+351912345673").await;
-    assert_eq!(measure("web refused (ip full)", r, 429, &trips), 1);
+    assert_eq!(measure("web refused (ip full)", r, 429, &trips), [TWI]);
 
     // A day later: full lists of expired entries are rewritten, once.
     service.clock.advance_secs(86_400);
     let r = service.web(NUMBER).await;
     assert_eq!(
         measure("web admitted over expired entries", r, 200, &trips),
-        2
+        [TWI, TWI, RECORD]
     );
     let r = service.web("+351912345674").await;
-    assert_eq!(measure("web admitted after the rewrite", r, 200, &trips), 1);
+    assert_eq!(
+        measure("web admitted after the rewrite", r, 200, &trips),
+        [TWI, RECORD]
+    );
 
     // Without a day limit an API request has one limit: one UpdateItem.
     let single = Service::new(store.clone(), &[]).await;
     let r = single
         .call("+351912345676", &[("authorization", &api)])
         .await;
-    assert_eq!(measure("api admitted (number only)", r, 200, &trips), 1);
+    assert_eq!(
+        measure("api admitted (number only)", r, 200, &trips),
+        ["UpdateItem", RECORD]
+    );
 
     let r = service
         .call(
@@ -211,20 +247,25 @@ async fn round_trips_per_request_kind_stay_within_two() {
             &[("authorization", &api), ("idempotency-key", "k1")],
         )
         .await;
-    let first = measure(
-        "api idempotent first (begin, admit, complete)",
-        r,
-        200,
-        &trips,
+    assert_eq!(
+        measure(
+            "api idempotent first (begin, admit, record, complete)",
+            r,
+            200,
+            &trips,
+        ),
+        ["PutItem", TWI, RECORD, "UpdateItem"]
     );
-    assert_eq!(first, 3);
     let r = service
         .call(
             "+351912345675",
             &[("authorization", &api), ("idempotency-key", "k1")],
         )
         .await;
-    assert_eq!(measure("api idempotent replay", r, 200, &trips), 1);
+    assert_eq!(
+        measure("api idempotent replay", r, 200, &trips),
+        ["PutItem"]
+    );
     eprintln!("round trips per request kind:\n  {}", table.join("\n  "));
 }
 

@@ -66,8 +66,14 @@ impl Dynoxide {
     /// up to 10 s instead of 1 s: the suite checks rules, not latency, and an unoptimised
     /// build on two cores can take longer than a second to answer 200 requests at once.
     pub async fn store(&self) -> (Arc<DynamoStore>, RoundTrips) {
+        self.store_with(None).await
+    }
+
+    /// [`store`](Self::store) whose client runs `hook` before sending requests.
+    pub async fn store_with(&self, hook: Option<BeforeSend>) -> (Arc<DynamoStore>, RoundTrips) {
         let trips = RoundTrips::default();
-        let client = client_for(&self.endpoint, &trips, Some(Duration::from_secs(10))).await;
+        let timeout = Some(Duration::from_secs(10));
+        let client = client_with(&self.endpoint, &trips, timeout, hook).await;
         dynamodb::create_table(&client, TABLE).await.unwrap();
         trips.reset();
         let store = DynamoStore::new(client, TABLE, &SecretString::from(HASH_KEY));
@@ -148,6 +154,16 @@ pub async fn client_for(
     trips: &RoundTrips,
     attempt_timeout: Option<Duration>,
 ) -> Client {
+    client_with(endpoint, trips, attempt_timeout, None).await
+}
+
+/// [`client_for`], running `hook` (when given) before each request is sent.
+async fn client_with(
+    endpoint: &str,
+    trips: &RoundTrips,
+    attempt_timeout: Option<Duration>,
+    hook: Option<BeforeSend>,
+) -> Client {
     let mut loader = dynamodb::config_loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
@@ -168,10 +184,67 @@ pub async fn client_for(
         );
     }
     let sdk = loader.load().await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
-        .interceptor(trips.clone())
-        .build();
-    Client::from_conf(config)
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(trips.clone());
+    if let Some(hook) = hook {
+        config = config.interceptor(hook);
+    }
+    Client::from_conf(config.build())
+}
+
+/// The DynamoDB operation a request is (`GetItem`, `TransactWriteItems`, …).
+fn operation(context: &BeforeTransmitInterceptorContextRef<'_>) -> String {
+    context
+        .request()
+        .headers()
+        .get("x-amz-target")
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Runs a function once, just before the first request of one operation is sent: another
+/// writer's change landing between a read and a write, made through the server's
+/// [`dynoxide::Database`] (synchronous, so it can run here).
+pub struct BeforeSend {
+    operation: &'static str,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl BeforeSend {
+    pub fn new(operation: &'static str, hook: impl FnOnce() + Send + 'static) -> BeforeSend {
+        BeforeSend {
+            operation,
+            hook: Mutex::new(Some(Box::new(hook))),
+        }
+    }
+}
+
+impl std::fmt::Debug for BeforeSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeforeSend")
+            .field("operation", &self.operation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Intercept for BeforeSend {
+    fn name(&self) -> &'static str {
+        "BeforeSend"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if operation(context) == self.operation {
+            if let Some(hook) = self.hook.lock().unwrap().take() {
+                hook();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Counts the HTTP requests a client sends (retries included), by DynamoDB operation.
@@ -200,14 +273,7 @@ impl Intercept for RoundTrips {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("?")
-            .to_string();
-        self.0.lock().unwrap().push(operation);
+        self.0.lock().unwrap().push(operation(context));
         Ok(())
     }
 }

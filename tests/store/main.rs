@@ -1,10 +1,12 @@
-//! The stores of docs/API.md §5, §8 and §9 (the outbox) against a real DynamoDB-compatible
+//! The stores of docs/API.md §5, §8, §9 (the outbox) and §15 (call records) against a real DynamoDB-compatible
 //! server (dynoxide, over HTTP, started by each test) and the memory store, through one
 //! conformance suite; then the DynamoDB store through the router and the local server, and what
-//! only its outbox has (items, index, transaction, stream).
+//! only its outbox has (items, index, transaction, stream) and its call records (items,
+//! transactions).
 
 mod conformance;
 mod dynamodb;
+mod dynamodb_calls;
 mod dynamodb_outbox;
 mod dynoxide;
 mod local_server;
@@ -15,13 +17,19 @@ mod support;
 use std::sync::Arc;
 
 use chamada::store::memory::MemoryStore;
-use chamada::store::{IdempotencyStore, Outbox, RateLimiter};
+use chamada::store::{CallRecords, IdempotencyStore, Outbox, RateLimiter};
 
 /// Idempotency records and the outbox of one store, for the rules that need both (an answer
 /// kept with its event).
 pub trait CallStore: IdempotencyStore + Outbox {}
 
 impl<T: IdempotencyStore + Outbox + ?Sized> CallStore for T {}
+
+/// Call records and the outbox of one store, for the rules of a status change written with
+/// its event.
+pub trait RecordStore: CallRecords + Outbox {}
+
+impl<T: CallRecords + Outbox + ?Sized> RecordStore for T {}
 
 /// Runs each conformance function against both stores, so they cannot drift.
 macro_rules! conformance {
@@ -70,4 +78,11 @@ conformance! {
     failed_events_are_listed_newest_first_and_redelivered_from_zero => Outbox,
     complete_with_an_event_keeps_the_answer_and_the_event_pending => CallStore,
     complete_after_a_takeover_keeps_the_other_answer_and_still_records_the_event => CallStore,
+    a_created_record_reads_back_until_it_expires => CallRecords,
+    a_record_is_found_by_its_provider_call_id_while_it_lives => CallRecords,
+    creating_a_record_twice_keeps_the_first => CallRecords,
+    advance_moves_forward_with_its_event_and_never_back => RecordStore,
+    a_final_status_never_changes => RecordStore,
+    advancing_an_unknown_or_expired_call_is_unknown_and_writes_nothing => RecordStore,
+    of_twenty_concurrent_final_advances_of_one_call_exactly_one_applies => RecordStore,
 }

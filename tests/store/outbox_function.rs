@@ -70,8 +70,22 @@ async fn the_outbox_function_delivers_each_streamed_event_once_even_when_the_bat
         "on DynamoDB the HTTP function leaves delivery to the stream"
     );
 
-    // Every record of the table's stream: limit counters and outbox items alike.
+    // Every record of the table's stream: limit counters, call records and outbox items alike
+    // (the function delivers the outbox items only).
     let batch = lambda_event(server.stream_records(TABLE));
+    let kinds: Vec<&str> = batch["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["dynamodb"]["Keys"]["pk"]["S"].as_str()?.split_once('#'))
+        .map(|(kind, _)| kind)
+        .collect();
+    for kind in ["rl", "call", "callref", "outbox"] {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} records in the batch: {kinds:?}"
+        );
+    }
     let answer = outbox_lambda::handle(&app, batch.clone(), BUDGET)
         .await
         .unwrap();

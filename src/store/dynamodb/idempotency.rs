@@ -20,8 +20,8 @@ use aws_sdk_dynamodb::types::{
 use super::item::{epoch_secs, n, string, Item};
 use super::outbox::new_event;
 use super::{
-    conditional, not_built, transaction, Conditional, DynamoStore, MAX_ATTEMPTS, PARTITION_KEY,
-    TTL_ATTRIBUTE,
+    conditional, not_built, outcome, transaction, Conditional, DynamoStore, Outcome, MAX_ATTEMPTS,
+    PARTITION_KEY, TTL_ATTRIBUTE,
 };
 use crate::store::Envelope;
 use crate::store::{
@@ -45,27 +45,6 @@ struct Done {
 impl Done {
     const UPDATE: &'static str = "SET st = :done, resp = :resp, exp_ms = :exp, expires_at = :secs";
     const CONDITION: &'static str = "fp = :fp";
-}
-
-/// What became of one item of the `complete` transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Its condition held (the transaction was cancelled because of the other item).
-    Passed,
-    ConditionFailed,
-    /// Another transaction held the item, or it was throttled: the same transaction again.
-    Contended,
-}
-
-fn outcome(code: Option<&str>) -> Result<Outcome, String> {
-    match code {
-        None | Some("None") => Ok(Outcome::Passed),
-        Some("ConditionalCheckFailed") => Ok(Outcome::ConditionFailed),
-        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded") => {
-            Ok(Outcome::Contended)
-        }
-        Some(other) => Err(other.to_string()),
-    }
 }
 
 impl DynamoStore {

@@ -46,3 +46,18 @@ pub(super) fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreErr
         _ => Err(StoreError::corrupt(format!("attribute {name} is missing"))),
     }
 }
+
+pub(super) fn optional_number(item: &Item, name: &str) -> Result<Option<u64>, StoreError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(_) => number(item, name).map(Some),
+    }
+}
+
+pub(super) fn optional_string(item: &Item, name: &str) -> Result<Option<String>, StoreError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::S(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(StoreError::corrupt(format!("attribute {name} is not text"))),
+    }
+}

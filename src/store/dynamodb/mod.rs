@@ -1,7 +1,8 @@
-//! The DynamoDB store: limits (docs/API.md §5), idempotency records (docs/API.md §8) and the
-//! webhook outbox (docs/API.md §9) shared by every serverless instance, in one table
-//! (`RATE_LIMIT_TABLE`, partition key `pk` string, TTL attribute `expires_at` in epoch
-//! seconds, the sparse index [`OUTBOX_INDEX`], a `NEW_IMAGE` stream).
+//! The DynamoDB store: limits (docs/API.md §5), idempotency records (docs/API.md §8), the
+//! webhook outbox (docs/API.md §9) and call records (docs/API.md §15) shared by every
+//! serverless instance, in one table (`RATE_LIMIT_TABLE`, partition key `pk` string, TTL
+//! attribute `expires_at` in epoch seconds, the sparse index [`OUTBOX_INDEX`], a `NEW_IMAGE`
+//! stream).
 //!
 //! # Keys
 //! `pk` is `rl#` or `idem#` followed by the hex HMAC-SHA256, keyed with
@@ -10,7 +11,9 @@
 //! request fingerprint is keyed-hashed too. (A replayed answer is stored as it was sent, so
 //! it holds the `to` number it answered with, for 24 hours.) Outbox items are
 //! `outbox#<event id>`, unhashed (random ids); their body is the webhook event as sent, with
-//! the call's number and name, kept for the outbox retention (7 days).
+//! the call's number and name, kept for the outbox retention (7 days). Call records are
+//! `call#<call id>` and the way back from a provider's id `callref#<provider call id>`, both
+//! unhashed (random ids); a record holds the masked number only.
 //!
 //! # Failing closed
 //! Any error other than a failed condition (unreachable, timed out, throttled past the SDK's
@@ -20,12 +23,14 @@
 //!
 //! # Files
 //! This one: the client configuration, [`DynamoStore`] and its keys, and the handling of SDK
-//! answers every operation shares (`sdk_error`, `conditional`). `limits` is the
-//! [`RateLimiter`](crate::store::RateLimiter), with `limit_item` (what an attempt writes to a
-//! limit item and what an item read back means); `idempotency` the
+//! answers every operation shares (`sdk_error`, `conditional`, `transaction`, `outcome`).
+//! `limits` is the [`RateLimiter`](crate::store::RateLimiter), with `limit_item` (what an
+//! attempt writes to a limit item and what an item read back means); `idempotency` the
 //! [`IdempotencyStore`](crate::store::IdempotencyStore) (with the one-transaction completion
-//! that writes the outbox item too); `outbox` the [`Outbox`](crate::store::Outbox); `item`
-//! reads and writes attribute values; `table` creates the table for local runs and tests.
+//! that writes the outbox item too); `outbox` the [`Outbox`](crate::store::Outbox); `calls`
+//! the [`CallRecords`](crate::store::CallRecords) (a status change and its event in one
+//! transaction); `item` reads and writes attribute values; `table` creates the table for local
+//! runs and tests.
 
 mod calls;
 mod idempotency;
@@ -74,6 +79,14 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// The prefix of an outbox item's `pk`: `outbox#<event id>`, the id as it is (not hashed: ids
 /// are random and personal to nobody, and an operator must be able to find one).
 pub const OUTBOX_KEY_PREFIX: &str = "outbox#";
+/// The prefixes of a call record's `pk` (`call#<call id>`) and of the way back from the
+/// provider's id (`callref#<provider call id>`): ids as they are, not hashed (call ids are random
+/// UUIDs, provider ids the provider's own random ids; neither is personal).
+pub const CALL_KEY_PREFIX: &str = "call#";
+pub const CALL_REF_KEY_PREFIX: &str = "callref#";
+/// The longest partition key DynamoDB accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 2048;
+
 /// The sparse global secondary index listing pending and failed events (never a Scan): its
 /// partition key holds `pending` or `failed` only while the event is in that state, its sort
 /// key the time it is listed by (pending: due; failed: written), in milliseconds.
@@ -157,6 +170,22 @@ impl DynamoStore {
     fn outbox_pk(id: &str) -> String {
         format!("{OUTBOX_KEY_PREFIX}{id}")
     }
+
+    /// The key of `call_id`'s record; `None` when it would be too long to be a key (no record
+    /// can be kept under it).
+    fn call_pk(call_id: &str) -> Option<String> {
+        key(CALL_KEY_PREFIX, call_id)
+    }
+
+    /// The key of the way back from `provider_call_id`; `None` when it would be too long.
+    fn call_ref_pk(provider_call_id: &str) -> Option<String> {
+        key(CALL_REF_KEY_PREFIX, provider_call_id)
+    }
+}
+
+/// `prefix` and `id`, if that fits in a partition key.
+fn key(prefix: &str, id: &str) -> Option<String> {
+    (prefix.len() + id.len() <= MAX_KEY_BYTES).then(|| format!("{prefix}{id}"))
 }
 
 /// An SDK failure: its kind and error code in the text (no request content), and as the
@@ -211,6 +240,28 @@ pub(super) fn transaction<T, R>(
             Ok(Err(Cancelled { reasons, error }))
         }
         Err(error) => Err(sdk_error("TransactWriteItems", error)),
+    }
+}
+
+/// What became of one item of a cancelled `TransactWriteItems`, from its cancellation reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Its condition held (the transaction was cancelled because of another item).
+    Passed,
+    ConditionFailed,
+    /// Another transaction held the item, or it was throttled: the same transaction again.
+    Contended,
+}
+
+/// The [`Outcome`] of a cancellation reason's code; any other code, as it is.
+pub(super) fn outcome(code: Option<&str>) -> Result<Outcome, String> {
+    match code {
+        None | Some("None") => Ok(Outcome::Passed),
+        Some("ConditionalCheckFailed") => Ok(Outcome::ConditionFailed),
+        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded") => {
+            Ok(Outcome::Contended)
+        }
+        Some(other) => Err(other.to_string()),
     }
 }
 
@@ -313,5 +364,26 @@ mod tests {
         assert_eq!(outbox_event_id("outbox#msg_01ab"), Some("msg_01ab"));
         assert_eq!(outbox_event_id("idem#72d93bcd"), None);
         assert_eq!(outbox_event_id("rl#6a140351"), None);
+    }
+
+    /// Call records are found by their ids as they are; an id too long for a key has none
+    /// (and is no outbox event, so the stream's function skips it).
+    #[test]
+    fn call_keys_are_the_prefixed_ids_unhashed_and_bounded() {
+        let call = "6a0c54f4-8d1e-4c3b-9a47-0c2f9e4b7d11";
+        let pk = DynamoStore::call_pk(call).unwrap();
+        assert_eq!(pk, format!("call#{call}"));
+        assert_eq!(outbox_event_id(&pk), None);
+        assert_eq!(
+            DynamoStore::call_ref_pk("conv_01").as_deref(),
+            Some("callref#conv_01")
+        );
+        let longest = "x".repeat(MAX_KEY_BYTES - CALL_REF_KEY_PREFIX.len());
+        assert_eq!(
+            DynamoStore::call_ref_pk(&longest).map(|k| k.len()),
+            Some(MAX_KEY_BYTES)
+        );
+        assert_eq!(DynamoStore::call_ref_pk(&format!("{longest}x")), None);
+        assert_eq!(DynamoStore::call_pk(&"y".repeat(MAX_KEY_BYTES)), None);
     }
 }
