@@ -1,5 +1,7 @@
 // Chamada.AI call-me page: sends the form to POST /api/start_call (same origin, no key) and
-// tells the visitor what happened in the aria-live region #outcome.
+// tells the visitor what happened in the aria-live region #outcome; then follows the call it
+// started (GET /api/calls/{call_id} with the answer's status token) in the live region
+// #call-status.
 //
 // Idempotency-Key: every new submission gets a fresh UUID. When a submission's outcome is
 // unknown (the network failed or timed out, or the server says the same request is still in
@@ -7,12 +9,36 @@
 // request that did reach the server is replayed instead of ringing the visitor twice. Any
 // answer that settles the outcome (success or refusal) or a change in the form starts over
 // with a new key.
+//
+// Call status: every ~2 s, GET /api/calls/{call_id} with the token in the X-Status-Token
+// header (never in the URL, which ends up in logs). A 429 waits as long as Retry-After says;
+// network errors and 5xx answers are retried with a growing delay, a few times; a 404 (the
+// status cannot be read) stops. Polling stops at a final status, at a new submission, or
+// after POLL_LIMIT_MS, and each stop says so calmly: the call itself is never affected.
 'use strict';
 
 (() => {
   const ENDPOINT = '/api/start_call';
   // Longer than the server's own provider timeout plus the webhook delivery that follows.
   const TIMEOUT_MS = 60000;
+  const STATUS_ENDPOINT = '/api/calls/';
+  const POLL_MS = 2000;
+  const POLL_LIMIT_MS = 10 * 60 * 1000;
+  const POLL_TIMEOUT_MS = 10000;
+  // Consecutive failed reads (no answer, 5xx, an answer that is not a status) before giving up:
+  // retried after 2, 4, 8 and 16 s, so about half a minute of trouble is ridden out.
+  const MAX_FAILURES = 5;
+  // What the visitor reads for each status (docs/API.md §15). `final`: nothing follows.
+  const STATUSES = {
+    initiated: { tone: 'live', title: 'Placing your call…', text: 'This updates by itself as the call goes on.' },
+    ringing: { tone: 'live', title: 'Ringing…', text: 'Your phone is ringing: answer it to talk to our agent.' },
+    in_progress: { tone: 'live', title: 'In call', text: 'You are talking to our agent.' },
+    completed: { tone: 'ok', final: true, title: 'Call ended', text: 'Thank you for talking to our agent.' },
+    busy: { tone: 'bad', final: true, title: 'Your line was busy', text: 'The call did not go through. You can ask for another call later.' },
+    no_answer: { tone: 'bad', final: true, title: 'No answer', text: 'The call was not answered. You can ask for another call later.' },
+    failed: { tone: 'bad', final: true, title: 'The call could not be completed', text: 'Something went wrong on the phone line. You can ask for another call later.' },
+    canceled: { tone: 'bad', final: true, title: 'Call canceled', text: 'The call was canceled. You can ask for another call later.' },
+  };
 
   const form = document.getElementById('call-form');
   const phone = document.getElementById('phone');
@@ -21,11 +47,14 @@
   const button = document.getElementById('submit');
   const buttonLabel = button.querySelector('.label');
   const outcome = document.getElementById('outcome');
+  const callStatus = document.getElementById('call-status');
   const idleLabel = buttonLabel.textContent;
 
   // The last submission whose outcome is unknown: { body, key }.
   let unsettled = null;
   let busy = false;
+  // The call being followed: { callId, token, started, failures, timer, controller, shown }.
+  let following = null;
 
   form.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -34,6 +63,7 @@
   phone.addEventListener('input', clearFieldError);
 
   async function submit() {
+    stopFollowing();
     clearFieldError();
     const number = normalise(phone.value);
     if (number === '') {
@@ -57,6 +87,7 @@
     }
     unsettled = result.unsettled ? { body, key } : null;
     show(result);
+    if (result.follow) follow(result.follow.callId, result.follow.token);
   }
 
   // Sends the request; never throws. Returns what to show.
@@ -99,7 +130,11 @@
       if (remaining !== null) {
         lines.push(meta(`Calls you can still request for now: ${remaining}`));
       }
-      return { kind: 'ok', title: 'Call initiated', lines };
+      const follow = typeof data.call_id === 'string' && typeof data.status_token === 'string'
+        && data.status_token !== ''
+        ? { callId: data.call_id, token: data.status_token }
+        : null;
+      return { kind: 'ok', title: 'Call initiated', lines, follow };
     }
 
     const error = data && data.error && typeof data.error === 'object' ? data.error : {};
@@ -187,6 +222,180 @@
       // The busy button lost focus when it was disabled: give it back, so Enter retries.
       button.focus();
     }
+  }
+
+  // --- The call's status, after "Call initiated" -------------------------------------------
+
+  function follow(callId, token) {
+    stopFollowing();
+    const watch = { callId, token, started: Date.now(), failures: 0, timer: null, controller: null, shown: '' };
+    following = watch;
+    callStatus.setAttribute('aria-busy', 'false');
+    showStatus(watch, 'initiated', null);
+    schedule(watch, POLL_MS);
+  }
+
+  // Stops following the current call (if any) and clears its status: a new submission.
+  function stopFollowing() {
+    if (following !== null) {
+      clearTimeout(following.timer);
+      if (following.controller) following.controller.abort();
+      following = null;
+    }
+    callStatus.replaceChildren();
+    delete callStatus.dataset.tone;
+    delete callStatus.dataset.status;
+    callStatus.setAttribute('aria-busy', 'false');
+  }
+
+  function schedule(watch, delay) {
+    const left = watch.started + POLL_LIMIT_MS - Date.now();
+    if (left <= 0) return stop(watch, limitReached());
+    watch.timer = setTimeout(() => poll(watch), Math.min(delay, left));
+    return undefined;
+  }
+
+  async function poll(watch) {
+    if (following !== watch) return;
+    if (Date.now() - watch.started >= POLL_LIMIT_MS) {
+      stop(watch, limitReached());
+      return;
+    }
+    // Busy while a read is on its way: assistive technologies wait for the settled text.
+    callStatus.setAttribute('aria-busy', 'true');
+    const controller = new AbortController();
+    watch.controller = controller;
+    const timer = setTimeout(() => controller.abort(), POLL_TIMEOUT_MS);
+    let response = null;
+    let data = null;
+    try {
+      response = await fetch(STATUS_ENDPOINT + encodeURIComponent(watch.callId), {
+        method: 'GET',
+        headers: { 'X-Status-Token': watch.token, Accept: 'application/json' },
+        credentials: 'omit',
+        cache: 'no-store',
+        signal: controller.signal,
+      });
+      data = await response.json().catch(() => null);
+    } catch (error) {
+      response = null;
+    } finally {
+      clearTimeout(timer);
+      watch.controller = null;
+    }
+    if (following !== watch) return; // A new submission took over while this one waited.
+    react(watch, response, data);
+    callStatus.setAttribute('aria-busy', 'false');
+  }
+
+  function react(watch, response, data) {
+    if (response !== null && response.status === 200 && data && data.call_id === watch.callId
+        && typeof data.status === 'string') {
+      watch.failures = 0;
+      const duration = Number.isInteger(data.duration_secs) && data.duration_secs >= 0 ? data.duration_secs : null;
+      showStatus(watch, data.status, duration);
+      const known = STATUSES[data.status];
+      if (known && known.final) {
+        stop(watch, null);
+      } else {
+        schedule(watch, POLL_MS);
+      }
+      return;
+    }
+    if (response !== null && response.status === 404) {
+      stop(watch, {
+        title: 'Call status unavailable',
+        text: 'We cannot show how this call is going. If your phone rings, just answer it.',
+      });
+      return;
+    }
+    if (response !== null && response.status === 429) {
+      // Asked too often: wait as long as the server says (at least the usual pace).
+      const seconds = waitSeconds(response);
+      schedule(watch, Math.max(POLL_MS, (seconds === null ? 30 : seconds) * 1000));
+      return;
+    }
+    // No answer, a 5xx, a proxy's page: try again a few times, each time waiting longer.
+    watch.failures += 1;
+    if (watch.failures >= MAX_FAILURES) {
+      stop(watch, {
+        title: 'Call status unavailable for now',
+        text: 'We could not reach the service to follow your call. The call itself is not affected.',
+      });
+      return;
+    }
+    schedule(watch, POLL_MS * 2 ** (watch.failures - 1));
+  }
+
+  function limitReached() {
+    return {
+      title: 'No more status updates',
+      text: `We stopped following this call after ${POLL_LIMIT_MS / 60000} minutes. The call itself is not affected.`,
+    };
+  }
+
+  // Stops following; `notice` (when given) replaces the status with why it is no longer shown.
+  function stop(watch, notice) {
+    clearTimeout(watch.timer);
+    if (following === watch) following = null;
+    if (notice) {
+      callStatus.dataset.tone = 'quiet';
+      render(notice.title, [text(notice.text)]);
+    }
+    return undefined;
+  }
+
+  // Shows `status` when it differs from what is shown (re-writing the same text every 2 s
+  // would make screen readers repeat it).
+  function showStatus(watch, status, duration) {
+    const key = `${status}/${duration}`;
+    if (watch.shown === key) return;
+    watch.shown = key;
+    const known = STATUSES[status] || { tone: 'live', title: 'Following your call…', text: '' };
+    callStatus.dataset.tone = known.tone;
+    callStatus.dataset.status = status;
+    const lines = [];
+    if (status === 'completed' && duration !== null) {
+      const p = document.createElement('p');
+      p.append('The call lasted ', formatDuration(duration), '. ', known.text);
+      lines.push(p);
+    } else if (known.text) {
+      lines.push(text(known.text));
+    }
+    render(known.title, lines);
+  }
+
+  function render(title, lines) {
+    const label = document.createElement('p');
+    label.className = 'label';
+    label.textContent = 'Call status';
+    const heading = document.createElement('p');
+    heading.className = 'title';
+    heading.textContent = title;
+    callStatus.replaceChildren(label, heading, ...lines);
+  }
+
+  // m:ss (h:mm:ss from an hour), shown as digits and read out in words.
+  function formatDuration(total) {
+    const hours = Math.floor(total / 3600);
+    const minutes = Math.floor((total % 3600) / 60);
+    const seconds = total % 60;
+    const ss = String(seconds).padStart(2, '0');
+    const digits = hours > 0 ? `${hours}:${String(minutes).padStart(2, '0')}:${ss}` : `${minutes}:${ss}`;
+    const words = [];
+    if (hours > 0) words.push(`${hours} ${hours === 1 ? 'hour' : 'hours'}`);
+    if (minutes > 0) words.push(`${minutes} ${minutes === 1 ? 'minute' : 'minutes'}`);
+    if (seconds > 0 || words.length === 0) words.push(`${seconds} ${seconds === 1 ? 'second' : 'seconds'}`);
+    const wrapper = document.createElement('span');
+    const shown = document.createElement('time');
+    shown.dateTime = `PT${hours ? `${hours}H` : ''}${minutes ? `${minutes}M` : ''}${seconds}S`;
+    shown.textContent = digits;
+    shown.setAttribute('aria-hidden', 'true');
+    const spoken = document.createElement('span');
+    spoken.className = 'visually-hidden';
+    spoken.textContent = words.join(' ');
+    wrapper.append(shown, spoken);
+    return wrapper;
   }
 
   function setBusy(on) {

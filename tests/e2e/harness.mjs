@@ -5,7 +5,7 @@
 // failure.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,8 @@ import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const SCREENSHOTS = path.join(HERE, 'screenshots');
+const PUBLIC = path.join(HERE, '..', '..', 'public');
+const PAGE_FILES = ['index.html', 'app.js', 'style.css'];
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 /** A phone-sized screen (CSS pixels of a common mid-size phone). */
 export const PHONE = { width: 390, height: 844 };
@@ -76,10 +78,17 @@ export async function startServer(vars = {}) {
         resolve(match[1]);
       });
     });
-    // A binary built from another tree (a shared target directory) has no page: say so plainly.
+    // A binary built from another tree (a shared target directory) has no page, or another
+    // version of it (the page is embedded in the binary): say so plainly.
     const index = await fetch(`${base}/`);
     if (!(index.headers.get('content-type') || '').startsWith('text/html')) {
       throw new Error(`${bin} does not serve the page at / (${index.status}): is it built from this tree?`);
+    }
+    for (const file of PAGE_FILES) {
+      const served = await (await fetch(`${base}/${file}`)).text();
+      if (served !== readFileSync(path.join(PUBLIC, file), 'utf8')) {
+        throw new Error(`${bin} serves another version of public/${file}: rebuild it from this tree (the page is embedded in the binary)`);
+      }
     }
   } catch (error) {
     child.kill('SIGKILL');
