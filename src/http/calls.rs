@@ -133,15 +133,77 @@ fn status_only(record: &CallRecord) -> Value {
     })
 }
 
+/// The provider's names for the call: what it returned, and what Chamada named it by
+/// (LiveKit's room and participant are `call-<call_id>` and `phone-<call_id>`).
+fn provider_ids(record: &CallRecord) -> Value {
+    let id = &record.provider_call_id;
+    match record.provider.as_str() {
+        "elevenlabs" => json!({"conversation_id": id}),
+        "livekit" => json!({
+            "room": format!("call-{}", record.call_id),
+            "participant_identity": format!("phone-{}", record.call_id),
+            "sip_call_id": id,
+        }),
+        _ => json!({}),
+    }
+}
+
 /// What the API caller may see: the whole record, never the full number.
 fn whole(record: &CallRecord) -> Value {
     let mut body = status_only(record);
     body["provider"] = json!(record.provider);
     body["provider_call_id"] = json!(record.provider_call_id);
+    body["provider_ids"] = provider_ids(record);
     body["to"] = json!(record.to_masked);
     body["source"] = json!(record.source);
     body["end_reason"] = json!(record.end_reason);
     body["summary"] = json!(record.summary);
     body["successful"] = json!(record.successful);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CallStatus, Step};
+
+    fn record(provider: &str, id: Option<&str>) -> CallRecord {
+        CallRecord {
+            call_id: "00000000-0000-4000-8000-000000000007".into(),
+            provider: provider.into(),
+            provider_call_id: id.map(str::to_string),
+            to_masked: "+351******678".into(),
+            source: "api".into(),
+            status: CallStatus::Initiated,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            history: vec![Step {
+                status: CallStatus::Initiated,
+                at_ms: 0,
+            }],
+            duration_secs: None,
+            end_reason: None,
+            summary: None,
+            successful: None,
+            token_hash: String::new(),
+            expires_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn each_provider_names_its_call_its_own_way() {
+        let livekit = provider_ids(&record("livekit", Some("SCL_1")));
+        assert_eq!(
+            livekit,
+            json!({
+                "room": "call-00000000-0000-4000-8000-000000000007",
+                "participant_identity": "phone-00000000-0000-4000-8000-000000000007",
+                "sip_call_id": "SCL_1",
+            })
+        );
+        let elevenlabs = provider_ids(&record("elevenlabs", Some("conv_1")));
+        assert_eq!(elevenlabs, json!({"conversation_id": "conv_1"}));
+        let whole = whole(&record("elevenlabs", Some("conv_1")));
+        assert!(whole.get("token_hash").is_none(), "the digest never leaves");
+    }
 }

@@ -102,6 +102,11 @@ async fn a_rejected_sip_call_is_busy_and_its_replay_changes_nothing() {
     let record = status(&t, &id).await;
     assert_eq!(record["status"], "busy");
     assert_eq!(record["end_reason"], "USER_REJECTED");
+    assert_eq!(
+        record["provider_ids"],
+        json!({}),
+        "a dry-run call has no provider ids"
+    );
     // LiveKit retries; a later "left" of another kind arrives: a final status never changes.
     assert_eq!(post(&t, &body, Some(&auth)).await.status, 200);
     let other = event("participant_left.json", &id);
