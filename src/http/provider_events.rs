@@ -38,22 +38,15 @@ pub async fn elevenlabs(
     Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed { allow: METHODS });
-    }
-    let (parts, body) = request.into_parts();
-    let background = parts.extensions.get::<Background>().cloned();
-    let body = read_limited(&parts.headers, body, MAX_PROVIDER_EVENT_BYTES).await?;
     let now_ms = app.clock.now_ms();
-    if !elevenlabs_signed(&app, &parts.headers, &body, now_ms) {
-        tracing::warn!(request_id = %request_id.0, provider = "elevenlabs", "Invalid provider signature");
-        app.count(
-            Metric::ProviderSignatureFailures(ProviderKind::ElevenLabs),
-            1,
-        );
-        return Err(ApiError::Unauthorized);
-    }
-    let event: Value = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidJson)?;
+    let (event, background) = verified(
+        &app,
+        request,
+        ProviderKind::ElevenLabs,
+        &request_id,
+        |headers, body| elevenlabs_signed(&app, headers, body, now_ms),
+    )
+    .await?;
     let Some(change) = elevenlabs_change(&event, now_ms) else {
         // post_call_audio and anything new: acknowledged, never stored.
         return Ok(received());
@@ -94,18 +87,14 @@ pub async fn livekit(
     Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed { allow: METHODS });
-    }
-    let (parts, body) = request.into_parts();
-    let background = parts.extensions.get::<Background>().cloned();
-    let body = read_limited(&parts.headers, body, MAX_PROVIDER_EVENT_BYTES).await?;
-    if !livekit_signed(&app, &parts.headers, &body) {
-        tracing::warn!(request_id = %request_id.0, provider = "livekit", "Invalid provider signature");
-        app.count(Metric::ProviderSignatureFailures(ProviderKind::LiveKit), 1);
-        return Err(ApiError::Unauthorized);
-    }
-    let event: Value = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidJson)?;
+    let (event, background) = verified(
+        &app,
+        request,
+        ProviderKind::LiveKit,
+        &request_id,
+        |headers, body| livekit_signed(&app, headers, body),
+    )
+    .await?;
     let now_ms = app.clock.now_ms();
     let Some((call_id, change)) = livekit_change(&event, now_ms) else {
         return Ok(received());
@@ -182,6 +171,30 @@ fn livekit_change(event: &Value, now_ms: u64) -> Option<(String, Change)> {
     let mut change = Change::to(status, now_ms);
     change.end_reason = participant["disconnectReason"].as_str().map(str::to_string);
     Some((call_id.to_string(), change))
+}
+
+/// A provider's POST, its raw body verified by `signed` before anything is read: the event as
+/// JSON, and where work after the answer runs.
+async fn verified(
+    app: &App,
+    request: Request,
+    provider: ProviderKind,
+    request_id: &RequestId,
+    signed: impl FnOnce(&HeaderMap, &[u8]) -> bool,
+) -> Result<(Value, Option<Background>), ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed { allow: METHODS });
+    }
+    let (parts, body) = request.into_parts();
+    let background = parts.extensions.get::<Background>().cloned();
+    let body = read_limited(&parts.headers, body, MAX_PROVIDER_EVENT_BYTES).await?;
+    if !signed(&parts.headers, &body) {
+        tracing::warn!(request_id = %request_id.0, provider = provider.as_str(), "Invalid provider signature");
+        app.count(Metric::ProviderSignatureFailures(provider), 1);
+        return Err(ApiError::Unauthorized);
+    }
+    let event = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidJson)?;
+    Ok((event, background))
 }
 
 fn received() -> Response {
