@@ -88,7 +88,7 @@ impl Claim {
 
     /// Claims the key. `Err` is the answer to give instead of running the request: a replay of
     /// the kept answer, or a refusal.
-    pub async fn begin(&self, app: &App, request_id: &RequestId) -> Result<(), Response> {
+    pub async fn begin(&self, app: &App, request_id: &RequestId) -> Result<(), Box<Response>> {
         let now = app.clock.now_ms();
         let refused = match app
             .idempotency
@@ -96,7 +96,7 @@ impl Claim {
             .await
         {
             Ok(Begin::Started) => return Ok(()),
-            Ok(Begin::Replay(stored)) => return Err(replay(stored)),
+            Ok(Begin::Replay(stored)) => return Err(Box::new(replay(stored))),
             Ok(Begin::InProgress) => ApiError::RequestInProgress,
             Ok(Begin::Mismatch) => ApiError::IdempotencyKeyReused,
             Err(error) => {
@@ -104,7 +104,7 @@ impl Claim {
                 ApiError::RateLimitUnavailable
             }
         };
-        Err(refused.render(&request_id.0))
+        Err(Box::new(refused.render(&request_id.0)))
     }
 
     /// Keeps the answer of a request that reached the provider (a replay must never ring
@@ -121,7 +121,7 @@ impl Claim {
         let stored = if reached_provider {
             store(response).await
         } else {
-            Err(response)
+            Err(Box::new(response))
         };
         match stored {
             Ok((stored, response)) => {
@@ -139,7 +139,7 @@ impl Claim {
                 if let Err(error) = app.idempotency.release(&self.key, &self.fingerprint).await {
                     tracing::error!(request_id = %request_id.0, error = %error, "Idempotency key not released");
                 }
-                (response, event.is_none())
+                (*response, event.is_none())
             }
         }
     }
@@ -154,10 +154,10 @@ const REPLAYED_HEADERS: [HeaderName; 4] = [
 ];
 
 /// Splits a response into what is stored and the response itself (rebuilt from the bytes).
-async fn store(response: Response) -> Result<(StoredResponse, Response), Response> {
+async fn store(response: Response) -> Result<(StoredResponse, Response), Box<Response>> {
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        return Err(Box::new(StatusCode::INTERNAL_SERVER_ERROR.into_response()));
     };
     let stored = StoredResponse {
         status: parts.status.as_u16(),

@@ -207,7 +207,7 @@ async fn finish(
 ) -> Response {
     if let Some(claim) = &claim {
         if let Err(answer) = claim.begin(&app, &request_id).await {
-            return answer;
+            return *answer;
         }
     }
     let outcome = app
