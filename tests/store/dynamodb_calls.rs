@@ -13,7 +13,7 @@ use chamada::store::{
 use dynoxide::actions::update_item::UpdateItemRequest;
 
 use crate::conformance::{call_record, envelope, NOON_MS};
-use crate::dynoxide::{BeforeSend, Dynoxide, RoundTrips, TABLE};
+use crate::dynoxide::{num, s, BeforeSend, Dynoxide, RoundTrips, TABLE};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -21,23 +21,7 @@ const CALL: &str = "6a0c54f4-8d1e-4c3b-9a47-0c2f9e4b7d11";
 
 /// The item under `pk`, read as it is in the table.
 async fn raw(client: &Client, pk: &str) -> Option<Item> {
-    client
-        .get_item()
-        .table_name(TABLE)
-        .key("pk", AttributeValue::S(pk.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn num(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
+    crate::dynoxide::raw(client, TABLE, pk).await
 }
 
 fn applied(advance: Advance) -> CallRecord {

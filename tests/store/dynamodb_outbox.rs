@@ -8,7 +8,6 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, IndexStatus, KeySchemaElement, KeyType,
     ProjectionType, ScalarAttributeType, StreamViewType, TimeToLiveStatus,
 };
-use aws_sdk_dynamodb::Client;
 use chamada::store::dynamodb::{self, DynamoStore, OUTBOX_INDEX};
 use chamada::store::outbox::OUTBOX_RETENTION_MS;
 use chamada::store::{
@@ -18,7 +17,7 @@ use chamada::store::{
 use secrecy::SecretString;
 
 use crate::conformance::{envelope, LEASE_MS, NOON_MS};
-use crate::dynoxide::{Dynoxide, RoundTrips, HASH_KEY, TABLE};
+use crate::dynoxide::{num, raw, s, Dynoxide, RoundTrips, HASH_KEY, TABLE};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -28,27 +27,6 @@ fn answer(body: &str) -> StoredResponse {
         headers: Vec::new(),
         body: body.into(),
     }
-}
-
-/// The item under `pk`, read as it is in the table.
-async fn raw(client: &Client, table: &str, pk: &str) -> Option<Item> {
-    client
-        .get_item()
-        .table_name(table)
-        .key("pk", AttributeValue::S(pk.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn num(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
 }
 
 /// docs/DYNAMODB.md: `complete` with an event is one `TransactWriteItems`; only a failed
