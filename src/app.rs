@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::after_answer::AfterAnswer;
+use crate::bot_check::Turnstile;
 use crate::calls::Ports;
 use crate::client_ip::ClientIpSource;
 use crate::clock::{Clock, SystemClock};
@@ -34,6 +35,8 @@ pub struct App {
     pub notifier: Option<Arc<dyn Notifier>>,
     /// Where delivery runs after the call path wrote an event.
     pub after_answer: AfterAnswer,
+    /// The bot check on anonymous calls (docs/API.md §16); `None` when off.
+    pub bot_check: Option<Turnstile>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
 }
@@ -103,8 +106,12 @@ impl App {
             dispatchers = dispatchers.with(Arc::new(DryRun));
         }
         let mut notifier: Option<Arc<dyn Notifier>> = None;
+        let mut bot_check = None;
         match outbound_http() {
             Ok(http) => {
+                if let Some(turnstile) = &config.bot_check {
+                    bot_check = Some(Turnstile::new(turnstile.clone(), http.clone()));
+                }
                 if let Some(elevenlabs) = &config.elevenlabs {
                     let timeout = config.provider_timeout;
                     dispatchers = dispatchers.with(Arc::new(ElevenLabs::new(
@@ -145,6 +152,7 @@ impl App {
             dispatchers,
             notifier,
             after_answer: AfterAnswer::Inline,
+            bot_check,
             clock: Arc::new(SystemClock),
             metrics: Arc::new(match &config_service {
                 Some(service) => Metrics::emf(service.clone()),

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod after_answer;
 pub mod app;
+pub mod bot_check;
 pub mod calls;
 pub mod client_ip;
 pub mod clock;

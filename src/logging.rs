@@ -18,6 +18,8 @@ pub const ENV_MISSING: &str = "Environment variable missing";
 pub const CALL_INITIATED: &str = "Call initiated";
 pub const CALL_FAILED: &str = "Call failed";
 pub const WEBHOOK_FAILED: &str = "Webhook delivery failed";
+pub const BOT_CHECK_FAILED: &str = "Bot check failed";
+pub const BOT_CHECK_UNAVAILABLE: &str = "Bot check unavailable";
 
 /// Installs the global subscriber once; later calls (tests, warm Lambda starts) are no-ops.
 /// `RUST_LOG` filters as usual (default `info`).

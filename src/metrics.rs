@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
+use crate::bot_check;
 use crate::dispatch::ProviderKind;
 use crate::store::LimitKind;
 
@@ -59,11 +60,14 @@ pub enum Metric {
     ProviderSignatureFailures(ProviderKind),
     /// A verified provider event about a call Chamada has no record of.
     UnknownCallEvents(ProviderKind),
+    /// An anonymous call refused by the bot check (403), or not judged because Siteverify
+    /// gave no verdict (503), per reason (docs/API.md §16).
+    CaptchaFailures(bot_check::Reason),
 }
 
 impl Metric {
     /// Every metric name the code emits (the template's alarms are checked against this list).
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "AuthenticationFailures",
         "CorsViolations",
         "RateLimitRefusals",
@@ -75,6 +79,7 @@ impl Metric {
         "WebhookDeliveriesFailed",
         "ProviderSignatureFailures",
         "UnknownCallEvents",
+        "CaptchaFailures",
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +95,7 @@ impl Metric {
             Metric::WebhookDeliveriesFailed => "WebhookDeliveriesFailed",
             Metric::ProviderSignatureFailures(_) => "ProviderSignatureFailures",
             Metric::UnknownCallEvents(_) => "UnknownCallEvents",
+            Metric::CaptchaFailures(_) => "CaptchaFailures",
         }
     }
 
@@ -103,6 +109,7 @@ impl Metric {
             Metric::CallsFailed(provider, class) => {
                 vec![("Provider", provider.as_str()), ("Reason", class.as_str())]
             }
+            Metric::CaptchaFailures(reason) => vec![("Reason", reason.as_str())],
             _ => Vec::new(),
         }
     }
@@ -248,6 +255,7 @@ mod tests {
             Metric::WebhookDeliveriesFailed,
             Metric::ProviderSignatureFailures(ProviderKind::LiveKit),
             Metric::UnknownCallEvents(ProviderKind::ElevenLabs),
+            Metric::CaptchaFailures(bot_check::Reason::Unavailable),
         ];
         let names: Vec<&str> = all.iter().map(|m| m.name()).collect();
         assert_eq!(names, Metric::NAMES);

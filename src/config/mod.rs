@@ -14,6 +14,7 @@
 //! Each adapter owns its settings type (`ElevenLabsConfig` in `dispatch::elevenlabs`, …); this
 //! module only reads them.
 
+mod bot_check;
 mod calls;
 mod checks;
 mod problem;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::access::ApiKeys;
+use crate::bot_check::TurnstileConfig;
 use crate::client_ip::ClientIpSource;
 use crate::dispatch::elevenlabs::ElevenLabsConfig;
 use crate::dispatch::livekit::LiveKitConfig;
@@ -97,6 +99,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// `CRON_SECRET`: the bearer token of `GET /api/outbox/sweep` (Vercel Cron sends it).
     pub cron_secret: Option<SecretString>,
+    /// `TURNSTILE_*`: the bot check on anonymous calls (docs/API.md §16); `None` when off.
+    pub bot_check: Option<TurnstileConfig>,
     pub calls: CallSettings,
     pub provider_timeout: Duration,
     pub log_format: LogFormat,
@@ -145,6 +149,7 @@ impl Config {
         let providers = providers::read(&mut r, caller_id);
         let webhook = providers::webhook(&mut r);
         let cron_secret = providers::cron_secret(&mut r);
+        let bot_check = bot_check::read(&mut r);
         let calls = calls::read(&mut r);
         let log_format = log_format(&mut r);
 
@@ -166,6 +171,7 @@ impl Config {
             livekit: providers.livekit,
             webhook,
             cron_secret,
+            bot_check,
             calls,
             provider_timeout: providers.timeout,
             log_format,
@@ -191,6 +197,11 @@ impl Config {
         self.problems
             .iter()
             .any(|p| p.scope == Scope::Provider(provider))
+    }
+
+    /// Whether anonymous calls are refused: the bot check is half set up (docs/API.md §16).
+    pub fn public_calls_broken(&self) -> bool {
+        self.problems.iter().any(|p| p.scope == Scope::PublicCalls)
     }
 
     /// Adds a problem found after loading (e.g. a region the phone metadata does not know).

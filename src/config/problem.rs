@@ -30,6 +30,9 @@ pub enum Scope {
     Provider(ProviderKind),
     /// No provider is configured at all: calls find none (`503 provider_not_configured`).
     NoProvider,
+    /// Every anonymous call (the bot check half set up, docs/API.md §16): `503 misconfigured`.
+    /// Authenticated calls go on.
+    PublicCalls,
 }
 
 /// One variable that keeps the configuration from being complete.

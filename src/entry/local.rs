@@ -212,7 +212,8 @@ async fn serve() -> ExitCode {
     );
     app.report_problems();
     // The API router plus the "call me" page (local server only; Vercel serves `public/`).
-    let service = page::add_routes(router(Arc::new(app)));
+    let app = Arc::new(app);
+    let service = page::add_routes(router(app.clone()), &app.config);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -58,6 +58,12 @@ pub enum ApiError {
     RequestTimeout,
     #[error("The webhook outbox could not be read, so nothing was delivered.")]
     OutboxUnavailable,
+    #[error("Complete the check that shows you are a person, then send your request again.")]
+    CaptchaRequired,
+    #[error("The check that shows you are a person failed or expired. Complete it again, then send your request again.")]
+    CaptchaInvalid,
+    #[error("The check that shows you are a person cannot be verified right now, so no call was placed. Please try again in a few minutes.")]
+    CaptchaUnavailable,
 }
 
 impl ApiError {
@@ -98,6 +104,9 @@ impl ApiError {
             ApiError::ProviderTimeout => "provider_timeout",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::OutboxUnavailable => "outbox_unavailable",
+            ApiError::CaptchaRequired => "captcha_required",
+            ApiError::CaptchaInvalid => "captcha_invalid",
+            ApiError::CaptchaUnavailable => "captcha_unavailable",
         }
     }
 
@@ -109,7 +118,9 @@ impl ApiError {
             | ApiError::DestinationNotAllowed(_)
             | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            ApiError::ForbiddenOrigin | ApiError::CaptchaRequired | ApiError::CaptchaInvalid => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestInProgress => StatusCode::CONFLICT,
@@ -121,14 +132,15 @@ impl ApiError {
             ApiError::ProviderNotConfigured
             | ApiError::RateLimitUnavailable
             | ApiError::Misconfigured
-            | ApiError::OutboxUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::OutboxUnavailable
+            | ApiError::CaptchaUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     /// Every code this service can answer with, for the OpenAPI document's test.
-    pub const CODES: [&'static str; 21] = [
+    pub const CODES: [&'static str; 24] = [
         "invalid_json",
         "invalid_request",
         "invalid_phone_number",
@@ -150,6 +162,9 @@ impl ApiError {
         "provider_timeout",
         "request_timeout",
         "outbox_unavailable",
+        "captcha_required",
+        "captcha_invalid",
+        "captcha_unavailable",
     ];
 
     /// The whole answer: status, the headers the status calls for, and the JSON body of
@@ -319,6 +334,9 @@ mod tests {
             ApiError::ProviderTimeout,
             ApiError::RequestTimeout,
             ApiError::OutboxUnavailable,
+            ApiError::CaptchaRequired,
+            ApiError::CaptchaInvalid,
+            ApiError::CaptchaUnavailable,
         ];
         let codes: std::collections::BTreeSet<_> = every.iter().map(ApiError::code).collect();
         assert_eq!(codes.len(), ApiError::CODES.len());

@@ -38,6 +38,13 @@ fn report(app: &App) -> Response {
         "provider": config.provider.map(ProviderKind::as_str),
         "rate_limit_store": config.store.as_str(),
         "webhook": config.webhook.is_some(),
+        // Public by design: the page renders the widget with the site key (§16).
+        "bot_check": config.bot_check.as_ref().map(|turnstile| json!({
+            "provider": "turnstile",
+            "site_key": turnstile.site_key,
+            "script_url": turnstile.script_url,
+            "test_keys": turnstile.test_keys(),
+        })),
     });
     if config.is_production() && config.store == StoreKind::Memory {
         body["warning"] =

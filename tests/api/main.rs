@@ -2,6 +2,7 @@
 //! over HTTP where the point is the process itself).
 
 mod access;
+mod bot_check;
 mod calls;
 mod cors;
 mod fuzz;

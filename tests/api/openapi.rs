@@ -56,7 +56,7 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
     let t = TestApp::new(&[("PRODUCTION_API_KEY", KEY)]).await;
     let doc = document(&t).await;
     // The local server's whole surface: the API and the page.
-    let router = page::add_routes(t.router.clone());
+    let router = page::add_routes(t.router.clone(), &t.app.config);
     for (template, operations) in doc["paths"].as_object().unwrap() {
         // A path parameter gets a well-formed value; its handler may then answer 404 (no such
         // call), which is not the router's 404: what matters is that no documented method is

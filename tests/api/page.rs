@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// The local server's router: the API plus the page.
 fn local(t: &TestApp) -> Router {
-    page::add_routes(t.router.clone())
+    page::add_routes(t.router.clone(), &t.app.config)
 }
 
 fn get(path: &str) -> Request<Body> {

@@ -558,6 +558,7 @@ fn every_secret_parameter_is_no_echo() {
         "LIVEKIT_API_SECRET",
         "MAKE_WEBHOOK_URL",
         "MAKE_WEBHOOK_SECRET",
+        "TURNSTILE_SECRET_KEY",
     ] {
         let needle = format!("          {variable}: ");
         let lines: Vec<&str> = TEMPLATE
@@ -572,6 +573,25 @@ fn every_secret_parameter_is_no_echo() {
             assert_no_echo(parameter, variable);
         }
     }
+}
+
+/// Vercel serves `public/` with vercel.json's static headers: its CSP is the local server's
+/// with the bot check on and Cloudflare's script (docs/API.md §2.5, §16) — the page loads the
+/// widget only when health says the check is on.
+#[test]
+fn vercel_serves_the_page_with_the_local_servers_csp_for_turnstile() {
+    let vercel: serde_json::Value = serde_json::from_str(VERCEL_JSON).unwrap();
+    let headers = vercel["headers"][0]["headers"].as_array().unwrap();
+    let csp = headers
+        .iter()
+        .find(|h| h["key"] == "Content-Security-Policy")
+        .and_then(|h| h["value"].as_str())
+        .expect("vercel.json sets a CSP");
+    assert_eq!(
+        csp,
+        chamada::http::page::content_security_policy(Some("https://challenges.cloudflare.com"))
+    );
+    assert!(chamada::bot_check::SCRIPT_URL.starts_with("https://challenges.cloudflare.com/"));
 }
 
 fn assert_no_echo(parameter: &str, variable: &str) {

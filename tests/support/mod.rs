@@ -5,6 +5,7 @@
 
 pub mod receiver;
 pub mod server;
+pub mod siteverify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

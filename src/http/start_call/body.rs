@@ -31,6 +31,9 @@ struct StartCallBody {
     name: Option<String>,
     provider: Option<String>,
     variables: Option<BTreeMap<String, String>>,
+    /// The bot check's token (docs/API.md §16), under the widget's own name.
+    #[serde(rename = "cf-turnstile-response")]
+    captcha_token: Option<String>,
 }
 
 /// The body's fields once parsed and checked (docs/API.md §2), before the provider and the phone
@@ -41,6 +44,8 @@ pub(crate) struct Fields {
     pub provider: Option<ProviderKind>,
     /// The number as sent (or the fallback), not yet through the phone policy.
     pub raw_number: String,
+    /// `cf-turnstile-response` as sent: judged by the bot check, never passed to the agent.
+    pub captcha_token: Option<String>,
 }
 
 /// Parses the body and checks its fields: `400 invalid_json`, `422 invalid_request`. No side
@@ -75,6 +80,7 @@ pub(crate) fn fields(
         variables,
         provider,
         raw_number,
+        captcha_token: body.captcha_token,
     })
 }
 

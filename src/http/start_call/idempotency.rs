@@ -45,6 +45,10 @@ impl IdempotencyKey {
             String::from_utf8_lossy(bytes).into_owned(),
         )))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// What the idempotency fingerprint covers: the request as understood, so formatting

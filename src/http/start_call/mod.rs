@@ -3,11 +3,14 @@
 //!
 //! Order: method → configuration complete → access (401) → `Content-Type` (415) →
 //! `Idempotency-Key` syntax → body size (413), time (408), framing (400) → JSON (400) →
-//! fields (422) → provider (503) → phone policy (422) → client address → idempotency (replay,
-//! 409, 422) → limits (429) → dispatch (502/504) → webhook. Nothing before the idempotency
-//! claim has a side effect; from the claim on, the request runs in its own task to the end.
+//! fields (422) → provider (503) → phone policy (422) → client address → bot check of anonymous
+//! callers (403, 503) → idempotency (replay, 409, 422) → limits (429) → dispatch (502/504) →
+//! webhook. Nothing before the idempotency claim has a side effect (the bot check spends the
+//! visitor's token at Cloudflare, nothing of ours); from the claim on, the request runs in its
+//! own task to the end.
 
 mod body;
+mod bot_check;
 mod idempotency;
 
 pub use body::BODY_READ_TIMEOUT;
@@ -70,6 +73,10 @@ async fn post(
     let background = parts.extensions.get::<Background>().cloned();
     let peer = client_ip(config.client_ip_source, &parts);
     let caller = caller(app, &parts.headers, origin, peer, request_id)?;
+    if matches!(caller, Caller::Anonymous) && config.public_calls_broken() {
+        app.count(Metric::ConfigurationProblems, 1);
+        return Err(ApiError::Misconfigured);
+    }
 
     body::require_json(&parts.headers)?;
     let idempotency_key = IdempotencyKey::from_headers(&parts.headers)?;
@@ -90,6 +97,18 @@ async fn post(
         })?)),
         Caller::Authenticated(_) => end_user_ip(&parts)?,
     };
+    // Anonymous callers prove they are people before anything of ours is used (§16).
+    if let (Caller::Anonymous, Some(turnstile)) = (&caller, &app.bot_check) {
+        bot_check::check(
+            app,
+            turnstile,
+            fields.captcha_token.as_deref(),
+            peer,
+            idempotency_key.as_ref(),
+            request_id,
+        )
+        .await?;
+    }
     // The fingerprint only matters under an `Idempotency-Key`: computed only then.
     let claim = match &idempotency_key {
         Some(key) => Some(Claim::new(

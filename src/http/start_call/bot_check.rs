@@ -1,0 +1,67 @@
+//! The bot check of an anonymous `start_call` (docs/API.md §16): the token judged by
+//! [`crate::bot_check`], the refusal turned into its answer, logged and counted. Runs before
+//! the idempotency claim and the limits, so a refused request has used nothing of Chamada's.
+
+use std::net::IpAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::idempotency::IdempotencyKey;
+use crate::app::App;
+use crate::bot_check::{derived_idempotency_key, well_formed, Expected, Reason, Turnstile};
+use crate::client_ip::IpKey;
+use crate::http::error::ApiError;
+use crate::http::RequestId;
+use crate::logging;
+use crate::metrics::Metric;
+
+pub(super) async fn check(
+    app: &App,
+    turnstile: &Turnstile,
+    token: Option<&str>,
+    client: Option<IpAddr>,
+    idempotency_key: Option<&IdempotencyKey>,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let siteverify_key = match (idempotency_key, well_formed(token)) {
+        (Some(key), Ok(token)) => derived_idempotency_key(client, key.as_str(), token),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let expected = Expected {
+        origins: &app.config.allowed_origins,
+        now: UNIX_EPOCH + Duration::from_millis(app.clock.now_ms()),
+    };
+    let Err(refusal) = turnstile
+        .verify(token, client, &siteverify_key, &expected)
+        .await
+    else {
+        return Ok(());
+    };
+    app.count(Metric::CaptchaFailures(refusal.reason), 1);
+    let ip = client.map(|ip| IpKey::new(ip).log_prefix());
+    let ip = ip.map(tracing::field::display);
+    match refusal.reason {
+        Reason::Unavailable => {
+            tracing::error!(
+                request_id = %request_id.0,
+                detail = %refusal.detail,
+                ip,
+                "{}",
+                logging::BOT_CHECK_UNAVAILABLE
+            );
+            Err(ApiError::CaptchaUnavailable)
+        }
+        reason => {
+            tracing::warn!(
+                request_id = %request_id.0,
+                reason = reason.as_str(),
+                ip,
+                "{}",
+                logging::BOT_CHECK_FAILED
+            );
+            Err(match reason {
+                Reason::Missing => ApiError::CaptchaRequired,
+                _ => ApiError::CaptchaInvalid,
+            })
+        }
+    }
+}
