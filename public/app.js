@@ -15,6 +15,14 @@
 // network errors and 5xx answers are retried with a growing delay, a few times; a 404 (the
 // status cannot be read) stops. Polling stops at a final status, at a new submission, or
 // after POLL_LIMIT_MS, and each stop says so calmly: the call itself is never affected.
+//
+// Bot check (docs/API.md §16): at load the page reads GET /api/health; when `bot_check` is
+// there it loads the Turnstile script from `script_url` (explicit rendering), renders the
+// widget with the site key and the action "start_call", and sends its token as
+// `cf-turnstile-response`. "Call me" waits for a token; an expired token is renewed by the
+// widget and the visitor told; a failed challenge says so and offers to try again. A token is
+// single use: after every answer that spent it the widget is reset. An answer whose outcome is
+// unknown keeps it, so the retry (same Idempotency-Key, same token) is verified again for free.
 'use strict';
 
 (() => {
@@ -49,9 +57,20 @@
   const outcome = document.getElementById('outcome');
   const callStatus = document.getElementById('call-status');
   const idleLabel = buttonLabel.textContent;
+  const HEALTH_ENDPOINT = '/api/health';
+  const BOT_ACTION = 'start_call';
+  const botBox = document.getElementById('bot-check');
+  const botWidget = document.getElementById('bot-check-widget');
+  const botError = document.getElementById('bot-check-error');
+  const botRetry = document.getElementById('bot-check-retry');
+  // The answers that come before the bot check on the server: the token is not spent.
+  const BEFORE_BOT_CHECK = ['invalid_phone_number', 'destination_not_allowed', 'invalid_request'];
 
-  // The last submission whose outcome is unknown: { body, key }.
+  // The last submission whose outcome is unknown: { fields, key } (fields: the body without
+  // the bot check's token, which may be renewed between the two presses).
   let unsettled = null;
+  // The bot check: 'unknown' (health not read), 'off', 'loading', 'ready' or 'broken'.
+  const bot = { state: 'unknown', config: null, widget: null, token: null };
   let busy = false;
   // The call being followed: { callId, token, started, failures, timer, controller, shown }.
   let following = null;
@@ -61,6 +80,8 @@
     if (!busy) submit();
   });
   phone.addEventListener('input', clearFieldError);
+  botRetry.addEventListener('click', () => resetBotCheck());
+  setUpBotCheck();
 
   async function submit() {
     stopFollowing();
@@ -75,8 +96,14 @@
     const payload = { phone_number: number };
     const given = name.value.trim();
     if (given !== '') payload.name = given;
+    if (bot.state !== 'off' && bot.state !== 'unknown' && !bot.token) {
+      return botNeeded();
+    }
+    const fields = JSON.stringify(payload);
+    const token = bot.token;
+    if (token) payload['cf-turnstile-response'] = token;
     const body = JSON.stringify(payload);
-    const key = unsettled && unsettled.body === body ? unsettled.key : newKey();
+    const key = unsettled && unsettled.fields === fields ? unsettled.key : newKey();
 
     setBusy(true);
     let result;
@@ -85,7 +112,13 @@
     } finally {
       setBusy(false);
     }
-    unsettled = result.unsettled ? { body, key } : null;
+    unsettled = result.unsettled ? { fields, key } : null;
+    if (token && !result.unsettled && !BEFORE_BOT_CHECK.includes(result.code)) {
+      resetBotCheck(); // Single use: this token was spent.
+    }
+    if (result.code === 'captcha_required' && (bot.state === 'off' || bot.state === 'unknown')) {
+      setUpBotCheck(); // The server asks for the check the page did not know about.
+    }
     show(result);
     if (result.follow) follow(result.follow.callId, result.follow.token);
   }
@@ -143,8 +176,24 @@
     const reference = data && typeof data.request_id === 'string' ? data.request_id : '';
     const withMessage = (...lines) => (message ? [text(message), ...lines] : lines);
     const ref = reference ? [meta(`Reference: ${reference}`)] : [];
+    const result = describe(errorCode, status, response, withMessage, ref);
+    result.code = errorCode;
+    return result;
+  }
 
+  function describe(errorCode, status, response, withMessage, ref) {
     switch (errorCode) {
+      case 'captcha_required':
+      case 'captcha_invalid':
+        return {
+          kind: 'error', title: 'Please complete the quick check again',
+          lines: withMessage(text('It shows that a person, not a program, asks for the call.')),
+        };
+      case 'captcha_unavailable':
+        return {
+          kind: 'error', title: 'The check is unavailable right now',
+          lines: [...withMessage(), ...ref],
+        };
       case 'invalid_phone_number':
         return {
           kind: 'error', field: true, title: 'That number does not look right',
@@ -197,6 +246,102 @@
       kind: 'error', title: 'The call could not be requested',
       lines: [...withMessage(), ...ref],
     };
+  }
+
+  // --- The bot check (docs/API.md §16) -------------------------------------------------------
+
+  // Reads whether the server asks for the check; if so, loads the widget's script once.
+  async function setUpBotCheck() {
+    if (bot.state === 'loading' || bot.state === 'ready') return;
+    let config = null;
+    try {
+      const response = await fetch(HEALTH_ENDPOINT, { credentials: 'omit', cache: 'no-store' });
+      const data = await response.json();
+      const found = data && data.bot_check;
+      if (found && typeof found.site_key === 'string' && typeof found.script_url === 'string') {
+        config = found;
+      }
+    } catch (error) {
+      bot.state = 'unknown'; // Asked again if the server answers captcha_required.
+      return;
+    }
+    if (config === null) {
+      bot.state = 'off';
+      return;
+    }
+    bot.config = config;
+    bot.state = 'loading';
+    botBox.hidden = false;
+    const script = document.createElement('script');
+    const url = new URL(config.script_url, window.location.href);
+    url.searchParams.set('render', 'explicit');
+    script.src = url.href;
+    script.async = true;
+    script.addEventListener('load', renderBotCheck);
+    script.addEventListener('error', () => {
+      bot.state = 'broken';
+      showBotError('The check could not be loaded. Check your connection, then reload the page.', false);
+    });
+    document.head.append(script);
+  }
+
+  function renderBotCheck() {
+    const turnstile = window.turnstile;
+    if (!turnstile || typeof turnstile.render !== 'function') {
+      bot.state = 'broken';
+      showBotError('The check could not be loaded. Reload the page to try again.', false);
+      return;
+    }
+    bot.widget = turnstile.render(botWidget, {
+      sitekey: bot.config.site_key,
+      action: BOT_ACTION,
+      'refresh-expired': 'auto',
+      callback: (token) => {
+        bot.token = typeof token === 'string' && token !== '' ? token : null;
+        clearBotError();
+      },
+      'expired-callback': () => {
+        bot.token = null;
+        showBotError('The check expired and is being renewed. Wait a moment, then press "Call me".', false);
+      },
+      'error-callback': () => {
+        bot.token = null;
+        showBotError('The check could not be completed.', true);
+        return true;
+      },
+    });
+    bot.state = 'ready';
+  }
+
+  // A new challenge (after a spent token, or the visitor's "Try the check again").
+  function resetBotCheck() {
+    bot.token = null;
+    clearBotError();
+    if (bot.state === 'ready' && window.turnstile && bot.widget !== null) {
+      window.turnstile.reset(bot.widget);
+    }
+  }
+
+  function botNeeded() {
+    const message = bot.state === 'broken'
+      ? 'The check could not be loaded, so the call cannot be requested. Reload the page to try again.'
+      : 'Complete the quick check above (or wait for it to finish), then press "Call me".';
+    showBotError(message, bot.state === 'ready');
+    outcome.replaceChildren();
+    delete outcome.dataset.kind;
+    botBox.focus();
+  }
+
+  function showBotError(message, retry) {
+    botError.textContent = message;
+    botError.hidden = false;
+    botRetry.hidden = !retry;
+  }
+
+  function clearBotError() {
+    botError.hidden = true;
+    botError.textContent = '';
+    botRetry.hidden = true;
   }
 
   function networkFailure() {

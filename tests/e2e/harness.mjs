@@ -213,3 +213,66 @@ document.getElementById('go').addEventListener('click', async () => {
   });
   return site;
 }
+
+/**
+ * Cloudflare's side of the bot check, on a port of its own (docs/API.md §16): the stand-in
+ * widget (`stand-in/turnstile.js`) at the script path, and a Siteverify that answers the
+ * stand-in's tokens as Cloudflare would — `pass~<host>~<action>~<n>` passes for that host and
+ * action, solved now; `refused~…` is `invalid-input-response`; a token verified before (with
+ * another idempotency key) is `timeout-or-duplicate`. Every Siteverify body is kept.
+ */
+export async function startTurnstileFake() {
+  const script = readFileSync(path.join(HERE, 'stand-in', 'turnstile.js'), 'utf8');
+  const fake = { requests: [], scriptLoads: 0, origin: null, close: null };
+  const spent = new Map();
+  const server = http.createServer((request, response) => {
+    const url = new URL(request.url, 'http://stand-in');
+    if (request.method === 'GET' && url.pathname === '/turnstile/v0/api.js') {
+      fake.scriptLoads += 1;
+      response.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' });
+      response.end(script);
+      return;
+    }
+    if (request.method !== 'POST' || url.pathname !== '/turnstile/v0/siteverify') {
+      response.writeHead(404);
+      response.end();
+      return;
+    }
+    let raw = '';
+    request.setEncoding('utf8');
+    request.on('data', (chunk) => { raw += chunk; });
+    request.on('end', () => {
+      let body = null;
+      try { body = JSON.parse(raw); } catch { body = null; }
+      fake.requests.push({ contentType: request.headers['content-type'], body });
+      const token = body && typeof body.response === 'string' ? body.response : '';
+      let answer;
+      if (spent.has(token) && spent.get(token).key !== body.idempotency_key) {
+        answer = { success: false, 'error-codes': ['timeout-or-duplicate'] };
+      } else if (spent.has(token)) {
+        answer = spent.get(token).answer;
+      } else {
+        const [kind, host, action] = token.split('~');
+        answer = kind === 'pass'
+          ? { success: true, 'error-codes': [], challenge_ts: new Date().toISOString(), hostname: host, action, cdata: '' }
+          : { success: false, 'error-codes': ['invalid-input-response'] };
+        spent.set(token, { key: body && body.idempotency_key, answer });
+      }
+      response.writeHead(200, { 'Content-Type': 'application/json' });
+      response.end(JSON.stringify(answer));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  fake.origin = `http://127.0.0.1:${server.address().port}`;
+  fake.vars = {
+    TURNSTILE_SECRET_KEY: 'test-turnstile-secret-FAKE-e2e',
+    TURNSTILE_SITE_KEY: 'e2e-stand-in-site-key',
+    TURNSTILE_VERIFY_URL: `${fake.origin}/turnstile/v0/siteverify`,
+    TURNSTILE_SCRIPT_URL: `${fake.origin}/turnstile/v0/api.js`,
+  };
+  fake.close = () => new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(resolve);
+  });
+  return fake;
+}
