@@ -354,3 +354,51 @@ fn a_production_cron_secret_needs_sixteen_characters() {
     assert!(!names(&c).contains(&"CRON_SECRET"));
     assert!(c.cron_secret.is_some());
 }
+
+#[test]
+fn the_bot_check_is_off_by_default_and_on_with_both_keys() {
+    let c = load(&[]).unwrap();
+    assert!(c.bot_check.is_none());
+    let c = load(&[
+        ("TURNSTILE_SECRET_KEY", "test-turnstile-secret-FAKE"),
+        ("TURNSTILE_SITE_KEY", "0x4AAAAAAA-FAKE_key"),
+    ])
+    .unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let turnstile = c.bot_check.expect("on");
+    assert_eq!(turnstile.verify_url, crate::bot_check::SITEVERIFY_URL);
+    assert_eq!(turnstile.script_url, crate::bot_check::SCRIPT_URL);
+    assert_eq!(turnstile.timeout, Duration::from_secs(5));
+    assert_eq!(
+        turnstile.script_origin(),
+        "https://challenges.cloudflare.com"
+    );
+}
+
+#[test]
+fn bot_check_values_are_refused_and_stop_anonymous_calls_only() {
+    let both = [
+        ("TURNSTILE_SECRET_KEY", "test-turnstile-secret-FAKE"),
+        ("TURNSTILE_SITE_KEY", "0x4AAAAAAA-FAKE_key"),
+    ];
+    for (name, value) in [
+        ("TURNSTILE_SECRET_KEY", "has a space"),
+        ("TURNSTILE_SITE_KEY", "key<script>"),
+        ("TURNSTILE_VERIFY_URL", "http://siteverify.example/verify"),
+        ("TURNSTILE_SCRIPT_URL", "ftp://challenges.example/api.js"),
+        ("TURNSTILE_TIMEOUT", "0"),
+        ("TURNSTILE_TIMEOUT", "31"),
+    ] {
+        let mut vars = both.to_vec();
+        vars.retain(|(n, _)| *n != name);
+        vars.push((name, value));
+        let c = load(&vars).unwrap();
+        assert_eq!(names(&c), vec![name], "{name}={value}");
+        assert_eq!(c.problems[0].kind, ProblemKind::Refused, "{name}");
+        assert!(
+            c.bot_check.is_none(),
+            "{name}={value}: a refused value never falls back"
+        );
+        assert!(c.public_calls_broken() && !c.blocks_all_calls(), "{name}");
+    }
+}
