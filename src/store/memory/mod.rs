@@ -4,20 +4,21 @@
 
 mod calls;
 mod outbox;
+mod sharded;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use smallvec::SmallVec;
+
+use sharded::{Expiring, Sharded};
 
 use super::{
     secs_until, Admission, Begin, Envelope, IdempotencyStore, LimitCheck, LimitStatus, OutboxItem,
     RateLimiter, StoreError, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS,
     IDEMPOTENCY_TTL_MS,
 };
-
-/// Sweep idle keys every this many operations, so memory follows the live keys.
-const SWEEP_EVERY: u64 = 4096;
 
 /// Limits, idempotency records and the outbox of one process. The outbox is not durable: a
 /// process that stops loses the events it has not delivered (docs/API.md §9).
@@ -28,18 +29,20 @@ pub struct MemoryStore {
     calls: Mutex<calls::Calls>,
 }
 
+/// Limits and idempotency records, in maps that grow and shrink a little on every operation
+/// (`sharded.rs`), so memory follows the live keys and no request pays for the whole state.
 #[derive(Default)]
 struct Inner {
-    counters: HashMap<String, Counter>,
-    records: HashMap<String, Record>,
-    ops: u64,
+    counters: Sharded<Counter>,
+    records: Sharded<Record>,
 }
 
 enum Counter {
-    /// Admission times, oldest first, each within the window.
+    /// Admission times, oldest first, each within the window (up to four inline: the usual
+    /// limits hold no heap allocation).
     Rolling {
         window_ms: u64,
-        times: VecDeque<u64>,
+        times: SmallVec<[u64; 4]>,
     },
     /// A count for one UTC day, ending at `ends_ms`.
     Day { count: u32, ends_ms: u64 },
@@ -96,8 +99,12 @@ impl Counter {
     fn prune(&mut self, now_ms: u64) {
         match self {
             Counter::Rolling { window_ms, times } => {
-                while times.front().is_some_and(|&t| t + *window_ms <= now_ms) {
-                    times.pop_front();
+                let gone = times
+                    .iter()
+                    .take_while(|&&t| t + *window_ms <= now_ms)
+                    .count();
+                if gone > 0 {
+                    times.drain(..gone);
                 }
             }
             Counter::Day { count, ends_ms } => {
@@ -116,23 +123,37 @@ impl Counter {
     }
 }
 
-impl Inner {
-    fn sweep(&mut self, now_ms: u64) {
-        self.counters.retain(|_, c| {
-            c.prune(now_ms);
-            !c.is_idle()
-        });
-        self.records.retain(|_, r| match &r.state {
-            RecordState::InProgress { lease_until_ms } => *lease_until_ms > now_ms,
-            RecordState::Done { expires_ms, .. } => *expires_ms > now_ms,
-        });
+impl Expiring for Counter {
+    fn next_look(&self) -> u64 {
+        match self {
+            // Idle once its newest admission leaves the window.
+            Counter::Rolling { window_ms, times } => times.last().map_or(0, |t| t + window_ms),
+            Counter::Day { ends_ms, .. } => *ends_ms,
+        }
     }
 
-    fn tick(&mut self, now_ms: u64) {
-        self.ops += 1;
-        if self.ops.is_multiple_of(SWEEP_EVERY) {
-            self.sweep(now_ms);
+    fn settle(&mut self, now_ms: u64) -> bool {
+        self.prune(now_ms);
+        !self.is_idle()
+    }
+}
+
+impl Record {
+    fn expires_ms(&self) -> u64 {
+        match &self.state {
+            RecordState::InProgress { lease_until_ms } => *lease_until_ms,
+            RecordState::Done { expires_ms, .. } => *expires_ms,
         }
+    }
+}
+
+impl Expiring for Record {
+    fn next_look(&self) -> u64 {
+        self.expires_ms()
+    }
+
+    fn settle(&mut self, now_ms: u64) -> bool {
+        self.expires_ms() > now_ms
     }
 }
 
@@ -140,15 +161,17 @@ impl Inner {
 impl RateLimiter for MemoryStore {
     async fn admit(&self, checks: &[LimitCheck], now_ms: u64) -> Result<Admission, StoreError> {
         let mut inner = self.lock();
-        inner.tick(now_ms);
+        let ids: SmallVec<[_; 4]> = checks.iter().map(|c| inner.counters.id(&c.key)).collect();
+        for &id in &ids {
+            inner.counters.tidy(id, now_ms);
+        }
 
         // Decide under one lock, before changing anything: all or nothing.
         let mut refused: Option<LimitStatus> = None;
-        for check in checks {
+        for (check, &id) in checks.iter().zip(&ids) {
             let counter = inner
                 .counters
-                .entry(check.key.clone())
-                .or_insert_with(|| new_counter(check.window, now_ms));
+                .get_or_insert_with(id, || new_counter(check.window, now_ms));
             counter.prune(now_ms);
             let (count, free_at) = match counter {
                 Counter::Rolling { window_ms, times } => {
@@ -182,14 +205,14 @@ impl RateLimiter for MemoryStore {
         }
 
         let mut statuses = Vec::with_capacity(checks.len());
-        for check in checks {
-            let Some(counter) = inner.counters.get_mut(&check.key) else {
+        for (check, &id) in checks.iter().zip(&ids) {
+            let Some(counter) = inner.counters.get_mut(id) else {
                 return Err(StoreError::corrupt("counter vanished under lock"));
             };
             let (count, reset_at) = match counter {
                 Counter::Rolling { window_ms, times } => {
-                    times.push_back(now_ms);
-                    let oldest = times.front().copied().unwrap_or(now_ms);
+                    times.push(now_ms);
+                    let oldest = times.first().copied().unwrap_or(now_ms);
                     (times.len() as u32, oldest + *window_ms)
                 }
                 Counter::Day { count, ends_ms } => {
@@ -210,7 +233,8 @@ impl RateLimiter for MemoryStore {
     async fn refund(&self, checks: &[LimitCheck], admitted_at_ms: u64) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for check in checks {
-            match inner.counters.get_mut(&check.key) {
+            let id = inner.counters.id(&check.key);
+            match inner.counters.get_mut(id) {
                 Some(Counter::Rolling { times, .. }) => {
                     if let Some(at) = times.iter().rposition(|&t| t == admitted_at_ms) {
                         times.remove(at);
@@ -230,7 +254,7 @@ fn new_counter(window: Window, now_ms: u64) -> Counter {
     match window {
         Window::Rolling { ms } => Counter::Rolling {
             window_ms: ms,
-            times: VecDeque::new(),
+            times: SmallVec::new(),
         },
         Window::UtcDay => Counter::Day {
             count: 0,
@@ -243,8 +267,9 @@ fn new_counter(window: Window, now_ms: u64) -> Counter {
 impl IdempotencyStore for MemoryStore {
     async fn begin(&self, key: &str, fingerprint: &str, now_ms: u64) -> Result<Begin, StoreError> {
         let mut inner = self.lock();
-        inner.tick(now_ms);
-        if let Some(record) = inner.records.get(key) {
+        let id = inner.records.id(key);
+        inner.records.tidy(id, now_ms);
+        if let Some(record) = inner.records.get(id) {
             let live = match &record.state {
                 RecordState::InProgress { lease_until_ms } => *lease_until_ms > now_ms,
                 RecordState::Done { expires_ms, .. } => *expires_ms > now_ms,
@@ -260,7 +285,7 @@ impl IdempotencyStore for MemoryStore {
             }
         }
         inner.records.insert(
-            key.to_string(),
+            id,
             Record {
                 fingerprint: fingerprint.to_string(),
                 state: RecordState::InProgress {
@@ -282,7 +307,8 @@ impl IdempotencyStore for MemoryStore {
         // One write, as far as any reader can tell: both locks are held together.
         let mut inner = self.lock();
         let mut outbox = self.lock_outbox();
-        if let Some(record) = inner.records.get_mut(key) {
+        let id = inner.records.id(key);
+        if let Some(record) = inner.records.get_mut(id) {
             if record.fingerprint == fingerprint {
                 record.state = RecordState::Done {
                     response: response.clone(),
@@ -298,11 +324,12 @@ impl IdempotencyStore for MemoryStore {
 
     async fn release(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let owned = inner.records.get(key).is_some_and(|r| {
+        let id = inner.records.id(key);
+        let owned = inner.records.get(id).is_some_and(|r| {
             r.fingerprint == fingerprint && matches!(r.state, RecordState::InProgress { .. })
         });
         if owned {
-            inner.records.remove(key);
+            inner.records.remove(id);
         }
         Ok(())
     }
@@ -326,7 +353,10 @@ mod tests {
             store.admit(&[check], 0).await.unwrap();
         }
         assert_eq!(store.len(), 100);
-        store.lock().sweep(1000);
+        let mut inner = store.lock();
+        inner.counters.settle_all(1000);
+        inner.records.settle_all(1000);
+        drop(inner);
         assert!(store.is_empty());
     }
 }
