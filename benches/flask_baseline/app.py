@@ -9,9 +9,13 @@ Content-Type check (415), the 16 KiB size limit (413), JSON parsing with unknown
 refused (400/422), the name check, the phone policy with the `phonenumbers` library (validity,
 region PT, mobile / fixed line), in-memory rolling per-IP and per-number limits (429 with
 Retry-After), a dry-run "dispatch" with a UUID, one JSON log line on stdout and the JSON answer.
+The limits read Chamada's variables (`MAX_REQUESTS_PER_IP`, `MAX_CALLS_PER_NUMBER`,
+`RATE_LIMIT_WINDOW`) and count `X-End-User-IP` when sent, so `scripts/load` gives both stacks
+the same scenarios. It has no API keys: the key scripts/load sends is ignored.
 """
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -30,9 +34,10 @@ ALLOWED_TYPES = {
     PhoneNumberType.FIXED_LINE,
     PhoneNumberType.FIXED_LINE_OR_MOBILE,
 }
-MAX_PER_IP = 3
-MAX_PER_NUMBER = 3
-WINDOW_S = 86400.0
+# The same variables as Chamada's, so scripts/load runs both stacks with the same limits.
+MAX_PER_IP = int(os.environ.get("MAX_REQUESTS_PER_IP", "3"))
+MAX_PER_NUMBER = int(os.environ.get("MAX_CALLS_PER_NUMBER", "3"))
+WINDOW_S = float(os.environ.get("RATE_LIMIT_WINDOW", "86400"))
 FIELDS = {"phone_number", "name", "provider", "variables"}
 _hits = defaultdict(deque)
 
@@ -132,7 +137,8 @@ def start_call():
         return error(422, "destination_not_allowed", "Country not allowed.", request_id)
     if phonenumbers.number_type(number) not in ALLOWED_TYPES:
         return error(422, "destination_not_allowed", "Kind not allowed.", request_id)
-    ip = request.remote_addr or ""
+    # Like Chamada's trusted servers (scripts/load sends it): the end user's address.
+    ip = request.headers.get("X-End-User-IP") or request.remote_addr or ""
     wait = admit([("ip:" + ip, MAX_PER_IP), ("number:" + e164, MAX_PER_NUMBER)], time.time())
     if wait:
         log(request_id=request_id, message="Rate limit exceeded", retry_after=wait)

@@ -1,24 +1,57 @@
-//! The memory store's call records: exact, in process.
-
-use std::collections::HashMap;
+//! The memory store's call records: exact, in process. Records and the provider-id index live
+//! in sharded maps that forget expired entries a few at a time (`sharded.rs`): creating a
+//! record never walks every record (it did: one `retain` over all of them per call).
 
 use async_trait::async_trait;
 
+use super::sharded::{Expiring, Sharded};
 use super::MemoryStore;
 use crate::store::{Advance, CallRecord, CallRecords, Change, Envelope, StoreError};
 
 /// Records by call id, and call ids by the provider's id.
 #[derive(Default)]
 pub(super) struct Calls {
-    records: HashMap<String, CallRecord>,
-    by_provider_id: HashMap<String, String>,
+    records: Sharded<CallRecord>,
+    by_provider_id: Sharded<ProviderRef>,
+}
+
+/// A provider's id for a call: which record, and until when.
+struct ProviderRef {
+    call_id: String,
+    expires_at_ms: u64,
+}
+
+impl Expiring for CallRecord {
+    fn next_look(&self) -> u64 {
+        self.expires_at_ms
+    }
+
+    fn settle(&mut self, now_ms: u64) -> bool {
+        self.expires_at_ms > now_ms
+    }
+}
+
+impl Expiring for ProviderRef {
+    fn next_look(&self) -> u64 {
+        self.expires_at_ms
+    }
+
+    fn settle(&mut self, now_ms: u64) -> bool {
+        self.expires_at_ms > now_ms
+    }
 }
 
 impl Calls {
-    fn prune(&mut self, now_ms: u64) {
-        self.records.retain(|_, r| r.expires_at_ms > now_ms);
-        let records = &self.records;
-        self.by_provider_id.retain(|_, id| records.contains_key(id));
+    fn live(&self, call_id: &str, now_ms: u64) -> Option<&CallRecord> {
+        self.records
+            .get(self.records.id(call_id))
+            .filter(|r| r.expires_at_ms > now_ms)
+    }
+
+    /// How many records are held (tests of the bounded tidy).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.records.len()
     }
 }
 
@@ -26,26 +59,26 @@ impl Calls {
 impl CallRecords for MemoryStore {
     async fn create(&self, record: &CallRecord) -> Result<(), StoreError> {
         let mut calls = self.lock_calls();
-        calls.prune(record.created_at_ms);
-        if let Some(id) = &record.provider_call_id {
-            calls
-                .by_provider_id
-                .insert(id.clone(), record.call_id.clone());
+        let now_ms = record.created_at_ms;
+        let id = calls.records.id(&record.call_id);
+        calls.records.tidy(id, now_ms);
+        if let Some(provider_call_id) = &record.provider_call_id {
+            let provider = calls.by_provider_id.id(provider_call_id);
+            calls.by_provider_id.tidy(provider, now_ms);
+            calls.by_provider_id.insert(
+                provider,
+                ProviderRef {
+                    call_id: record.call_id.clone(),
+                    expires_at_ms: record.expires_at_ms,
+                },
+            );
         }
-        calls
-            .records
-            .entry(record.call_id.clone())
-            .or_insert_with(|| record.clone());
+        calls.records.get_or_insert_with(id, || record.clone());
         Ok(())
     }
 
     async fn get(&self, call_id: &str, now_ms: u64) -> Result<Option<CallRecord>, StoreError> {
-        let calls = self.lock_calls();
-        Ok(calls
-            .records
-            .get(call_id)
-            .filter(|r| r.expires_at_ms > now_ms)
-            .cloned())
+        Ok(self.lock_calls().live(call_id, now_ms).cloned())
     }
 
     async fn find(
@@ -54,16 +87,12 @@ impl CallRecords for MemoryStore {
         now_ms: u64,
     ) -> Result<Option<String>, StoreError> {
         let calls = self.lock_calls();
+        let provider = calls.by_provider_id.id(provider_call_id);
         Ok(calls
             .by_provider_id
-            .get(provider_call_id)
-            .filter(|id| {
-                calls
-                    .records
-                    .get(*id)
-                    .is_some_and(|r| r.expires_at_ms > now_ms)
-            })
-            .cloned())
+            .get(provider)
+            .filter(|r| calls.live(&r.call_id, now_ms).is_some())
+            .map(|r| r.call_id.clone()))
     }
 
     async fn advance(
@@ -75,9 +104,10 @@ impl CallRecords for MemoryStore {
         // One write, as far as any reader can tell: the record and the outbox locked together.
         let mut calls = self.lock_calls();
         let mut outbox = self.lock_outbox();
+        let id = calls.records.id(call_id);
         let Some(record) = calls
             .records
-            .get_mut(call_id)
+            .get_mut(id)
             .filter(|r| r.expires_at_ms > change.at_ms)
         else {
             return Ok(Advance::Unknown);
@@ -87,7 +117,7 @@ impl CallRecords for MemoryStore {
         }
         *record = record.with(change);
         if let Some(event) = event {
-            super::outbox::insert(&mut outbox, event, change.at_ms);
+            outbox.insert(event, change.at_ms);
         }
         Ok(Advance::Applied(Box::new(record.clone())))
     }

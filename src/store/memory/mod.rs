@@ -6,7 +6,6 @@ mod calls;
 mod outbox;
 mod sharded;
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -15,9 +14,8 @@ use smallvec::SmallVec;
 use sharded::{Expiring, Sharded};
 
 use super::{
-    secs_until, Admission, Begin, Envelope, IdempotencyStore, LimitCheck, LimitStatus, OutboxItem,
-    RateLimiter, StoreError, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS,
-    IDEMPOTENCY_TTL_MS,
+    secs_until, Admission, Begin, Envelope, IdempotencyStore, LimitCheck, LimitStatus, RateLimiter,
+    StoreError, StoredResponse, Window, DAY_MS, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
 
 /// Limits, idempotency records and the outbox of one process. The outbox is not durable: a
@@ -25,7 +23,7 @@ use super::{
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
-    outbox: Mutex<BTreeMap<String, OutboxItem>>,
+    outbox: Mutex<outbox::Events>,
     calls: Mutex<calls::Calls>,
 }
 
@@ -79,7 +77,7 @@ impl MemoryStore {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OutboxItem>> {
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, outbox::Events> {
         // Every outbox change is one assignment under the lock: nothing half-applied.
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -317,7 +315,7 @@ impl IdempotencyStore for MemoryStore {
             }
         }
         if let Some(event) = event {
-            outbox::insert(&mut outbox, event, now_ms);
+            outbox.insert(event, now_ms);
         }
         Ok(())
     }
@@ -358,5 +356,99 @@ mod tests {
         inner.records.settle_all(1000);
         drop(inner);
         assert!(store.is_empty());
+    }
+
+    fn record(call_id: &str, created_at_ms: u64, expires_at_ms: u64) -> crate::store::CallRecord {
+        crate::store::CallRecord {
+            call_id: call_id.to_string(),
+            provider: "dry-run".into(),
+            provider_call_id: Some(format!("dry-run-{call_id}")),
+            to_masked: "+351******678".into(),
+            source: "api".into(),
+            status: crate::store::CallStatus::Initiated,
+            created_at_ms,
+            updated_at_ms: created_at_ms,
+            history: Vec::new(),
+            duration_secs: None,
+            end_reason: None,
+            summary: None,
+            successful: None,
+            token_hash: String::new(),
+            expires_at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_call_records_leave_a_few_per_new_call_and_stay_unreadable() {
+        use crate::store::CallRecords;
+        let store = MemoryStore::new();
+        for i in 0..2000u64 {
+            store
+                .create(&record(&format!("old-{i}"), i, 10_000))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.lock_calls().len(), 2000);
+        // Past their expiry they are not readable, even before they leave.
+        assert!(store.get("old-7", 10_000).await.unwrap().is_none());
+        assert!(store.find("dry-run-old-7", 10_000).await.unwrap().is_none());
+        // One new call does not walk them all (the old code did: one retain per call)…
+        store
+            .create(&record("new-0", 20_000, 99_000))
+            .await
+            .unwrap();
+        let after_one = store.lock_calls().len();
+        assert!(after_one > 2000 - 20, "{after_one}");
+        // …and steady calls forget them all.
+        for i in 1..2000u64 {
+            store
+                .create(&record(&format!("new-{i}"), 20_000 + i, 99_000))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.lock_calls().len(),
+            2000,
+            "only the new records are left"
+        );
+        assert!(store.get("new-5", 30_000).await.unwrap().is_some());
+        assert_eq!(
+            store
+                .find("dry-run-new-5", 30_000)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("new-5")
+        );
+    }
+
+    #[tokio::test]
+    async fn events_past_their_retention_leave_a_few_per_new_event() {
+        use crate::store::outbox::OUTBOX_RETENTION_MS;
+        let store = MemoryStore::new();
+        let envelope = |id: String| Envelope {
+            id,
+            body: "{}".into(),
+        };
+        for i in 0..100u64 {
+            store.lock_outbox().insert(&envelope(format!("old-{i}")), i);
+        }
+        let later = OUTBOX_RETENTION_MS + 1000;
+        store.lock_outbox().insert(&envelope("new-0".into()), later);
+        assert_eq!(
+            store.lock_outbox().items.len(),
+            101 - outbox::FORGET_PER_INSERT
+        );
+        for i in 1..20u64 {
+            store
+                .lock_outbox()
+                .insert(&envelope(format!("new-{i}")), later + i);
+        }
+        assert_eq!(
+            store.lock_outbox().items.len(),
+            20,
+            "only the new events are left"
+        );
+        assert!(store.lock_outbox().items.contains_key("new-0"));
     }
 }

@@ -1,6 +1,6 @@
 //! The memory store's outbox: exact, in process, not durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use async_trait::async_trait;
 
@@ -8,20 +8,46 @@ use super::MemoryStore;
 use crate::store::outbox::OUTBOX_RETENTION_MS;
 use crate::store::{Envelope, Outbox, OutboxItem, OutboxState, Settle, StoreError};
 
-/// Adds `envelope` as pending unless its id is there; forgets events past their retention.
-pub(super) fn insert(outbox: &mut BTreeMap<String, OutboxItem>, envelope: &Envelope, now_ms: u64) {
-    outbox.retain(|_, item| item.created_at_ms + OUTBOX_RETENTION_MS > now_ms);
-    outbox
-        .entry(envelope.id.clone())
-        .or_insert_with(|| OutboxItem {
-            envelope: envelope.clone(),
-            state: OutboxState::Pending,
-            attempts: 0,
-            due_at_ms: now_ms,
-            lease_until_ms: 0,
-            created_at_ms: now_ms,
-            last_error: None,
-        });
+/// Events past their retention leaving per insert: bounded work on the request path.
+pub(super) const FORGET_PER_INSERT: usize = 8;
+
+/// The events by id, and their ids in the order they were written (the oldest leave first).
+#[derive(Default)]
+pub(super) struct Events {
+    pub(super) items: BTreeMap<String, OutboxItem>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl Events {
+    /// Adds `envelope` as pending unless its id is there; forgets a few events past their
+    /// retention (the oldest first, never a sweep over all of them).
+    pub(super) fn insert(&mut self, envelope: &Envelope, now_ms: u64) {
+        for _ in 0..FORGET_PER_INSERT {
+            match self.order.front() {
+                Some((created, _)) if created + OUTBOX_RETENTION_MS <= now_ms => {}
+                _ => break,
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.items.remove(&id);
+            }
+        }
+        if self.items.contains_key(&envelope.id) {
+            return;
+        }
+        self.items.insert(
+            envelope.id.clone(),
+            OutboxItem {
+                envelope: envelope.clone(),
+                state: OutboxState::Pending,
+                attempts: 0,
+                due_at_ms: now_ms,
+                lease_until_ms: 0,
+                created_at_ms: now_ms,
+                last_error: None,
+            },
+        );
+        self.order.push_back((now_ms, envelope.id.clone()));
+    }
 }
 
 fn claimable(item: &OutboxItem, now_ms: u64) -> bool {
@@ -31,13 +57,14 @@ fn claimable(item: &OutboxItem, now_ms: u64) -> bool {
 #[async_trait]
 impl Outbox for MemoryStore {
     async fn enqueue(&self, envelope: &Envelope, now_ms: u64) -> Result<(), StoreError> {
-        insert(&mut self.lock_outbox(), envelope, now_ms);
+        self.lock_outbox().insert(envelope, now_ms);
         Ok(())
     }
 
     async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let outbox = self.lock_outbox();
         let mut due: Vec<OutboxItem> = outbox
+            .items
             .values()
             .filter(|item| claimable(item, now_ms))
             .cloned()
@@ -54,7 +81,11 @@ impl Outbox for MemoryStore {
         lease_ms: u64,
     ) -> Result<Option<OutboxItem>, StoreError> {
         let mut outbox = self.lock_outbox();
-        let Some(item) = outbox.get_mut(id).filter(|item| claimable(item, now_ms)) else {
+        let Some(item) = outbox
+            .items
+            .get_mut(id)
+            .filter(|item| claimable(item, now_ms))
+        else {
             return Ok(None);
         };
         item.attempts += 1;
@@ -71,6 +102,7 @@ impl Outbox for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut outbox = self.lock_outbox();
         let Some(item) = outbox
+            .items
             .get_mut(id)
             .filter(|item| item.state == OutboxState::Pending && item.attempts == attempt)
         else {
@@ -97,6 +129,7 @@ impl Outbox for MemoryStore {
     async fn failed(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let outbox = self.lock_outbox();
         let mut failed: Vec<OutboxItem> = outbox
+            .items
             .values()
             .filter(|item| item.state == OutboxState::Failed)
             .cloned()
@@ -109,6 +142,7 @@ impl Outbox for MemoryStore {
     async fn redeliver(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         let mut outbox = self.lock_outbox();
         let Some(item) = outbox
+            .items
             .get_mut(id)
             .filter(|item| item.state != OutboxState::Pending)
         else {
@@ -122,6 +156,6 @@ impl Outbox for MemoryStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<OutboxItem>, StoreError> {
-        Ok(self.lock_outbox().get(id).cloned())
+        Ok(self.lock_outbox().items.get(id).cloned())
     }
 }
