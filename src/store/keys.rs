@@ -51,10 +51,8 @@ impl KeyHasher {
         use hmac::Mac;
         use secrecy::ExposeSecret;
         KeyHasher(
-            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(
-                hash_key.expose_secret().as_bytes(),
-            )
-            .expect("HMAC takes keys of any length"),
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(hash_key.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length"),
         )
     }
 

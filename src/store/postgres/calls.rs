@@ -73,7 +73,11 @@ impl CallRecords for PgStore {
     async fn get(&self, call_id: &str, now_ms: u64) -> Result<Option<CallRecord>, StoreError> {
         let now = int(now_ms);
         let rows = self
-            .query("call_get", GET, &[(&call_id, Type::TEXT), (&now, Type::INT8)])
+            .query(
+                "call_get",
+                GET,
+                &[(&call_id, Type::TEXT), (&now, Type::INT8)],
+            )
             .await?;
         rows.first()
             .map(|row| record(get(row, "record")?))
@@ -136,7 +140,9 @@ impl CallRecords for PgStore {
             }
             "unchanged" => Ok(Advance::Unchanged),
             "unknown" => Ok(Advance::Unknown),
-            _ => Err(StoreError::corrupt("call_advance answered an unknown outcome")),
+            _ => Err(StoreError::corrupt(
+                "call_advance answered an unknown outcome",
+            )),
         }
     }
 }

@@ -14,8 +14,7 @@ use crate::store::{
 };
 
 const BEGIN: &str = "select outcome, kept from chamada.idempotency_begin($1, $2, $3, $4)";
-const COMPLETE: &str =
-    "select chamada.idempotency_complete($1, $2, $3, $4, $5, $6, $7, $8)";
+const COMPLETE: &str = "select chamada.idempotency_complete($1, $2, $3, $4, $5, $6, $7, $8)";
 const RELEASE: &str =
     "delete from chamada.idempotency where key = $1 and fingerprint = $2 and not done";
 
@@ -45,12 +44,13 @@ impl IdempotencyStore for PgStore {
             "mismatch" => Ok(Begin::Mismatch),
             "replay" => {
                 let kept: Option<&str> = get(&row, "kept")?;
-                let response = serde_json::from_str(kept.unwrap_or_default()).map_err(|e| {
-                    StoreError::corrupt("kept answer unreadable").caused_by(e)
-                })?;
+                let response = serde_json::from_str(kept.unwrap_or_default())
+                    .map_err(|e| StoreError::corrupt("kept answer unreadable").caused_by(e))?;
                 Ok(Begin::Replay(response))
             }
-            _ => Err(StoreError::corrupt("idempotency_begin answered an unknown outcome")),
+            _ => Err(StoreError::corrupt(
+                "idempotency_begin answered an unknown outcome",
+            )),
         }
     }
 

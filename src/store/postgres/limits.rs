@@ -56,7 +56,9 @@ impl RateLimiter for PgStore {
             )
             .await?;
         if rows.len() != checks.len() {
-            return Err(StoreError::corrupt("admit answered a row count unlike the checks"));
+            return Err(StoreError::corrupt(
+                "admit answered a row count unlike the checks",
+            ));
         }
         let mut admitted = None;
         let mut statuses = Vec::with_capacity(checks.len());

@@ -80,7 +80,10 @@ pub type Refusal = &'static str;
 impl PgSettings {
     /// Reads `DATABASE_URL` (a `postgres://` URL or `key=value` pairs) and `DATABASE_CA_CERT`
     /// (PEM text, or the path of a PEM file).
-    pub fn parse(url: &SecretString, ca: Option<&str>) -> Result<PgSettings, (&'static str, Refusal)> {
+    pub fn parse(
+        url: &SecretString,
+        ca: Option<&str>,
+    ) -> Result<PgSettings, (&'static str, Refusal)> {
         let mut config = parse_url(url.expose_secret()).map_err(|why| ("DATABASE_URL", why))?;
         let tls = MakeRustls::new(ca).map_err(|why| ("DATABASE_CA_CERT", why))?;
         config
@@ -114,9 +117,9 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, Refusal> {
     });
     if remote {
         match config.get_ssl_mode() {
-            SslMode::Disable => {
-                return Err("sslmode=disable to a host that is not loopback: the connection must be encrypted")
-            }
+            SslMode::Disable => return Err(
+                "sslmode=disable to a host that is not loopback: the connection must be encrypted",
+            ),
             _ => {
                 config.ssl_mode(SslMode::Require);
             }
@@ -188,11 +191,7 @@ impl PgStore {
         params: &Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
         let client = self.client(operation).await?;
-        let sent = tokio::time::timeout(
-            STATEMENT_TIMEOUT,
-            client.query_typed(sql, params),
-        )
-        .await;
+        let sent = tokio::time::timeout(STATEMENT_TIMEOUT, client.query_typed(sql, params)).await;
         match sent {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(error)) => {
@@ -227,7 +226,10 @@ impl PgStore {
 }
 
 /// A new connection on `settings`, its background task spawned.
-async fn connect(settings: &PgSettings, operation: &'static str) -> Result<Arc<Client>, StoreError> {
+async fn connect(
+    settings: &PgSettings,
+    operation: &'static str,
+) -> Result<Arc<Client>, StoreError> {
     let connecting = settings.config.connect(settings.tls.clone());
     let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(pair)) => pair,
@@ -309,7 +311,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(verify.get_ssl_mode(), SslMode::Require);
-        assert!(parsed("postgres://chamada:fake@db.example.test/postgres?sslmode=disable").is_err());
+        assert!(
+            parsed("postgres://chamada:fake@db.example.test/postgres?sslmode=disable").is_err()
+        );
     }
 
     #[test]
@@ -318,8 +322,15 @@ mod tests {
         assert_eq!(local.get_ssl_mode(), SslMode::Disable);
         assert!(parsed("postgres://chamada@localhost/chamada?sslmode=disable").is_ok());
         assert!(parsed("postgres://chamada@[::1]:5432/chamada?sslmode=disable").is_ok());
-        for bad in ["not a url", "postgres://", "postgres://host-only/db", "mysql://a:b@c/d"] {
-            let refusal = parsed(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+        for bad in [
+            "not a url",
+            "postgres://",
+            "postgres://host-only/db",
+            "mysql://a:b@c/d",
+        ] {
+            let refusal = parsed(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
             assert!(!refusal.contains(bad), "{refusal}");
         }
     }

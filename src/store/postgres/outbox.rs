@@ -65,7 +65,11 @@ impl Outbox for PgStore {
         let now = int(now_ms);
         let max = limit(max).min(i64::from(i32::MAX));
         let rows = self
-            .query("outbox_due", &sql, &[(&now, Type::INT8), (&max, Type::INT8)])
+            .query(
+                "outbox_due",
+                &sql,
+                &[(&now, Type::INT8), (&max, Type::INT8)],
+            )
             .await?;
         items(&rows)
     }
@@ -134,7 +138,9 @@ impl Outbox for PgStore {
              order by created_at_ms desc limit $1"
         );
         let max = limit(max);
-        let rows = self.query("outbox_failed", &sql, &[(&max, Type::INT8)]).await?;
+        let rows = self
+            .query("outbox_failed", &sql, &[(&max, Type::INT8)])
+            .await?;
         items(&rows)
     }
 
