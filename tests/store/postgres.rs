@@ -386,3 +386,40 @@ async fn migrate_applies_once_through_the_pooler_and_the_command_line_says_so() 
     );
     assert!(!said.contains("fake-secret-pw"), "{said}");
 }
+
+/// Rows of `chamada.limits`, as the database holds them (expired or not).
+async fn limit_rows(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one("select count(*) from chamada.limits", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_cleans_up_expired_rows_at_most_once_a_minute_and_keeps_live_ones() {
+    use chamada::store::Outbox;
+    let cluster = tokio::task::spawn_blocking(pg::shared).await.unwrap();
+    let (store, database) = cluster.store(Route::Direct).await;
+    let check = |key: &str| LimitCheck {
+        kind: LimitKind::Ip,
+        key: key.into(),
+        max: 3,
+        window: Window::Rolling { ms: 60_000 },
+    };
+    let t = 1_000_000;
+    store.admit(&[check("ip:old")], t).await.unwrap(); // counts until t + 60 s
+    store.admit(&[check("ip:brief")], t + 50_000).await.unwrap(); // until t + 110 s
+    store.admit(&[check("ip:new")], t + 90_000).await.unwrap(); // until t + 150 s
+    let admin = cluster.admin(&database).await;
+    assert_eq!(limit_rows(&admin).await, 3);
+    // The sweep at t + 100 s deletes the expired row only.
+    store.due(t + 100_000, 10).await.unwrap();
+    assert_eq!(limit_rows(&admin).await, 2);
+    // 20 s later `ip:brief` has expired too, but the last cleanup is under a minute old.
+    store.due(t + 120_000, 10).await.unwrap();
+    assert_eq!(limit_rows(&admin).await, 2, "cleaned again within a minute");
+    // A minute after the last cleanup: everything expired goes.
+    store.due(t + 160_000, 10).await.unwrap();
+    assert_eq!(limit_rows(&admin).await, 0);
+}
