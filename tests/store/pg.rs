@@ -213,6 +213,7 @@ impl Cluster {
             bouncer: None,
             _janitor: janitor,
         };
+        cluster.make_certificates();
         cluster.start_postgres();
         cluster.setup_roles();
         cluster.start_bouncer();
@@ -261,6 +262,13 @@ impl Cluster {
             "shared_preload_libraries=pg_stat_statements",
             "-c",
             "pg_stat_statements.track=top",
+            // TLS for whoever asks (sslmode=require); the others stay in plain text.
+            "-c",
+            "ssl=on",
+            "-c",
+            &format!("ssl_cert_file={}", self.dir.join("server.crt").display()),
+            "-c",
+            &format!("ssl_key_file={}", self.dir.join("server.key").display()),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -268,6 +276,77 @@ impl Cluster {
         // SIGINT: fast shutdown (clients disconnected, nothing waited for).
         self.postgres = Some(guarded(&self.bin.join("postgres"), &args, "INT"));
         wait_ready(&self.bin, self.port, "PostgreSQL");
+    }
+
+    /// A test CA (`ca.pem`, the test's `DATABASE_CA_CERT`) and the server's certificate it
+    /// signs, for the name `localhost` only (ECDSA P-256), made with the `openssl` command.
+    fn make_certificates(&self) {
+        let dir = &self.dir;
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl installed (Debian's ca-certificates depends on it)");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=Chamada test CA"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-subj", "/CN=localhost", "-keyout", "server.key"];
+        csr.extend(ec);
+        csr.extend(["-out", "server.csr"]);
+        openssl(&csr);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        if let Some(user) = run_as() {
+            for file in ["server.key", "server.crt"] {
+                let chowned = Command::new("chown")
+                    .args([user, dir.join(file).to_str().unwrap()])
+                    .status()
+                    .unwrap();
+                assert!(chowned.success());
+            }
+        }
+    }
+
+    /// The test CA's certificate file.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// Stops PostgreSQL (fast shutdown) and waits until it has exited. PgBouncer stays.

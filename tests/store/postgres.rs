@@ -423,3 +423,61 @@ async fn the_sweep_cleans_up_expired_rows_at_most_once_a_minute_and_keeps_live_o
     store.due(t + 160_000, 10).await.unwrap();
     assert_eq!(limit_rows(&admin).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_against_the_configured_ca_and_the_host_name() {
+    let cluster = tokio::task::spawn_blocking(pg::shared).await.unwrap();
+    let database = cluster.database().await;
+    let url = |host: &str| {
+        secrecy::SecretString::from(format!(
+            "postgres://chamada@{host}:{}/{database}?sslmode=require",
+            cluster.port
+        ))
+    };
+    let ca = cluster.ca();
+    let ca = ca.to_str().unwrap();
+    // The server's certificate, signed by the configured CA, for the name asked: used.
+    let verified =
+        chamada::store::postgres::PgSettings::parse(&url("localhost"), Some(ca)).unwrap();
+    chamada::store::postgres::migrate(&verified).await.unwrap();
+    let store = chamada::store::postgres::PgStore::new(
+        verified,
+        &secrecy::SecretString::from(pg::HASH_KEY),
+    );
+    let check = LimitCheck {
+        kind: LimitKind::Ip,
+        key: "ip:192.0.2.9".into(),
+        max: 1,
+        window: Window::Rolling { ms: 60_000 },
+    };
+    assert!(matches!(
+        store.admit(std::slice::from_ref(&check), 1_000).await,
+        Ok(Admission::Admitted(_))
+    ));
+    // The same PEM given as text works the same way.
+    let pem = std::fs::read_to_string(ca).unwrap();
+    let as_text =
+        chamada::store::postgres::PgSettings::parse(&url("localhost"), Some(&pem)).unwrap();
+    chamada::store::postgres::migrate(&as_text).await.unwrap();
+
+    // Mozilla's roots (no DATABASE_CA_CERT) do not know the test CA; the CA does not vouch for
+    // the address 127.0.0.1 (the certificate names `localhost` only): refused, fail closed.
+    for (host, ca) in [("localhost", None), ("127.0.0.1", Some(ca))] {
+        let settings = chamada::store::postgres::PgSettings::parse(&url(host), ca).unwrap();
+        let refused = chamada::store::postgres::migrate(&settings)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("TLS handshake failed"),
+            "{host} {ca:?}: {refused}"
+        );
+        let store = chamada::store::postgres::PgStore::new(
+            settings,
+            &secrecy::SecretString::from(pg::HASH_KEY),
+        );
+        assert!(store
+            .admit(std::slice::from_ref(&check), 2_000)
+            .await
+            .is_err());
+    }
+}

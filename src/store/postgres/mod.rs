@@ -252,6 +252,10 @@ fn failure(error: &tokio_postgres::Error) -> Cow<'static, str> {
     if error.is_closed() {
         return "connection closed".into();
     }
+    // tokio-postgres's own words for its TLS step (an unverified certificate, a wrong name).
+    if error.to_string().contains("TLS handshake") {
+        return "TLS handshake failed".into();
+    }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
