@@ -481,3 +481,53 @@ async fn tls_is_verified_against_the_configured_ca_and_the_host_name() {
             .is_err());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_server_on_postgres_remembers_callers_across_a_restart() {
+    use crate::support::server::Server;
+    let cluster = tokio::task::spawn_blocking(pg::shared).await.unwrap();
+    let database = cluster.database().await;
+    chamada::store::postgres::migrate(&cluster.settings(&database, Route::Pooler))
+        .await
+        .unwrap();
+    // A password the test cluster never asks for (trust), to see that it is never printed.
+    let url = cluster
+        .url(&database, Route::Pooler)
+        .replace("chamada@", "chamada:fake-pw-never-logged@");
+    let vars = [
+        ("RATE_LIMIT_STORE", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("MAX_CALLS_PER_NUMBER", "2"),
+    ];
+    let call = |base: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/api/start_call"))
+            .json(&json!({ "phone_number": "+351912345678" }))
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = Server::start(&vars).await;
+    assert!(first.first.contains("store=postgres"), "{}", first.first);
+    assert!(!first.first.contains("DEGRADED"), "{}", first.first);
+    for _ in 0..2 {
+        assert_eq!(call(first.base.clone()).await.status(), 200);
+    }
+    let logs = first.stop().await;
+    assert!(
+        !logs.iter().any(|line| line.contains("fake-pw-never-logged")),
+        "the connection string was logged"
+    );
+
+    let second = Server::start(&vars).await;
+    let refused = call(second.base.clone()).await;
+    let status = refused.status();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    second.stop().await;
+    assert_eq!(status, 429);
+    assert!((86_000..=86_400).contains(&retry_after), "{retry_after}");
+}
