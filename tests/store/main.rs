@@ -3,9 +3,9 @@
 //! a real PgBouncer in transaction mode, one cluster per test binary, a database per test) and
 //! the memory store, through one conformance suite; then the DynamoDB store through the router
 //! and the local server, and what only its outbox has (items, index, transaction, stream) and
-//! its call records (items, transactions); then the PostgreSQL store through the router (exact
-//! under contention from several instances behind the pooler, an outage, round trips, RLS,
-//! migrations).
+//! its call records (items, transactions); then the PostgreSQL store through the router and the
+//! local server (exact under contention from several instances behind the pooler, an outage,
+//! round trips, TLS, RLS, migrations, cleanup).
 
 mod conformance;
 mod dynamodb;

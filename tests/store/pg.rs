@@ -179,7 +179,12 @@ impl Cluster {
     pub fn start() -> Cluster {
         let bin = postgres_bin();
         let n = DATABASES.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("chamada-pg-{}-{n}", std::process::id()));
+        // As another user, a directory that user can reach (a TMPDIR under /root is not).
+        let base = match run_as() {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
+        let dir = base.join(format!("chamada-pg-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         if let Some(user) = run_as() {
             let chowned = Command::new("chown")

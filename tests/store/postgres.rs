@@ -515,7 +515,9 @@ async fn the_local_server_on_postgres_remembers_callers_across_a_restart() {
     }
     let logs = first.stop().await;
     assert!(
-        !logs.iter().any(|line| line.contains("fake-pw-never-logged")),
+        !logs
+            .iter()
+            .any(|line| line.contains("fake-pw-never-logged")),
         "the connection string was logged"
     );
 
