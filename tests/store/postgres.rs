@@ -459,6 +459,12 @@ async fn tls_is_verified_against_the_configured_ca_and_the_host_name() {
     let as_text =
         chamada::store::postgres::PgSettings::parse(&url("localhost"), Some(&pem)).unwrap();
     chamada::store::postgres::migrate(&as_text).await.unwrap();
+    // And on one line, its line breaks written `\n` (a single-line settings field).
+    let one_line = pem.trim_end().replace('\n', "\\n");
+    assert!(!one_line.contains('\n'));
+    let one_line =
+        chamada::store::postgres::PgSettings::parse(&url("localhost"), Some(&one_line)).unwrap();
+    chamada::store::postgres::migrate(&one_line).await.unwrap();
 
     // Mozilla's roots (no DATABASE_CA_CERT) do not know the test CA; the CA does not vouch for
     // the address 127.0.0.1 (the certificate names `localhost` only): refused, fail closed.

@@ -52,10 +52,13 @@ impl MakeRustls {
     }
 }
 
-/// The certificates of PEM text, or of the PEM file at a path.
+/// The certificates of PEM text (line breaks as they are, or written `\n`), or of the PEM
+/// file at a path.
 fn certificates(ca: &str) -> Result<Vec<CertificateDer<'static>>, Refusal> {
     let pem = if ca.contains("-----BEGIN") {
-        ca.as_bytes().to_vec()
+        // One-line PEM, as a dashboard's single-line field or a CloudFormation parameter holds
+        // it: `\n` written out for each line break.
+        ca.replace("\\n", "\n").into_bytes()
     } else {
         std::fs::read(ca).map_err(|_| "is neither PEM text nor a readable PEM file")?
     };
