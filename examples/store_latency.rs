@@ -1,7 +1,11 @@
 //! Latency of the store operations, memory store next to the DynamoDB store against dynoxide
-//! (a DynamoDB-compatible server on 127.0.0.1, over HTTP). Figures for docs/DYNAMODB.md:
+//! (a DynamoDB-compatible server on 127.0.0.1, over HTTP) and, when `DATABASE_URL` is set, the
+//! PostgreSQL store on that database (migrated first; `DATABASE_CA_CERT` read too; a second
+//! URL in `DATABASE_URL_2`, e.g. through PgBouncer, is measured as well). Figures for
+//! docs/DYNAMODB.md and docs/PERFORMANCE.md:
 //!
 //!     cargo run --release --example store_latency
+//!     DATABASE_URL=postgres://…/bench cargo run --release --example store_latency
 //!
 //! Sequential operations on one connection, so the figures are per-request latency (client,
 //! signing, HTTP, emulator), not throughput. Not a test: nothing is asserted.
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use chamada::store::dynamodb::{self, DynamoStore};
 use chamada::store::memory::MemoryStore;
+use chamada::store::postgres::{self, PgSettings, PgStore};
 use chamada::store::{IdempotencyStore, LimitCheck, LimitKind, RateLimiter, Window};
 use secrecy::SecretString;
 
@@ -141,4 +146,22 @@ async fn main() {
         &SecretString::from("test-hash-key-0123456789abcdef0123456789"),
     ));
     run("dynamodb (dynoxide)", store.clone(), store).await;
+
+    let ca = std::env::var("DATABASE_CA_CERT").ok();
+    for (name, variable) in [
+        ("postgres", "DATABASE_URL"),
+        ("postgres (second URL)", "DATABASE_URL_2"),
+    ] {
+        let Ok(url) = std::env::var(variable) else {
+            continue;
+        };
+        let settings = PgSettings::parse(&SecretString::from(url), ca.as_deref())
+            .unwrap_or_else(|(name, why)| panic!("{name} {why}"));
+        postgres::migrate(&settings).await.expect("migrate");
+        let store = Arc::new(PgStore::new(
+            settings,
+            &SecretString::from("test-hash-key-0123456789abcdef0123456789"),
+        ));
+        run(name, store.clone(), store).await;
+    }
 }

@@ -17,6 +17,7 @@ use crate::notify::{Deliverer, MakeWebhook, Notifier};
 use crate::phone::PhonePolicy;
 use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
+use crate::store::postgres::PgStore;
 use crate::store::StoreKind;
 use crate::store::{CallRecords, IdempotencyStore, Outbox, RateLimiter};
 
@@ -77,8 +78,12 @@ impl App {
             Arc<dyn IdempotencyStore>,
             Arc<dyn Outbox>,
             Arc<dyn CallRecords>,
-        ) = match (config.store, config.rate_limit_table.clone()) {
-            (StoreKind::DynamoDb, Some(table)) => {
+        ) = match (
+            config.store,
+            config.rate_limit_table.clone(),
+            config.database.clone(),
+        ) {
+            (StoreKind::DynamoDb, Some(table), _) => {
                 // One client per process, from the standard AWS configuration chain.
                 let sdk = dynamodb::config_loader().load().await;
                 if sdk.region().is_none() {
@@ -93,8 +98,15 @@ impl App {
                 let store = Arc::new(DynamoStore::new(client, table, &config.rate_limit_hash_key));
                 (store.clone(), store.clone(), store.clone(), store)
             }
-            // Without a table the configuration already reports RATE_LIMIT_TABLE missing
-            // and start_call refuses every request.
+            (StoreKind::Postgres, _, Some(settings)) => {
+                // One connection per process, opened on first use (never at start-up: a
+                // database that is down must not stop the instance from answering health).
+                let store = Arc::new(PgStore::new(settings, &config.rate_limit_hash_key));
+                (store.clone(), store.clone(), store.clone(), store)
+            }
+            // Without a table (or a database) the configuration already reports
+            // RATE_LIMIT_TABLE (DATABASE_URL) missing or refused, and start_call refuses every
+            // request.
             _ => {
                 let memory = Arc::new(MemoryStore::new());
                 (memory.clone(), memory.clone(), memory.clone(), memory)

@@ -88,6 +88,9 @@ pub struct Config {
     /// Whether `RATE_LIMIT_STORE` was set (production on `memory` must be chosen explicitly).
     pub store_explicit: bool,
     pub rate_limit_table: Option<String>,
+    /// The `postgres` store's connection (`DATABASE_URL`, `DATABASE_CA_CERT`); `None` on the
+    /// other stores, or when refused (then a problem says why).
+    pub database: Option<crate::store::postgres::PgSettings>,
     /// Keys the HMAC-SHA256 that hashes limit and idempotency keys in the shared store.
     pub rate_limit_hash_key: SecretString,
     /// `CLIENT_IP_SOURCE`, else the platform's own source (the entry point states it).
@@ -164,6 +167,7 @@ impl Config {
             store: store.kind,
             store_explicit: store.explicit,
             rate_limit_table: store.table,
+            database: store.database,
             rate_limit_hash_key: store.hash_key,
             client_ip_source,
             provider: providers.default,

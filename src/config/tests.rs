@@ -402,3 +402,89 @@ fn bot_check_values_are_refused_and_stop_anonymous_calls_only() {
         assert!(c.public_calls_broken() && !c.blocks_all_calls(), "{name}");
     }
 }
+
+#[test]
+fn postgres_needs_a_connection_string_it_can_read_and_never_shows_it() {
+    let c = load(&[("RATE_LIMIT_STORE", "postgres")]).unwrap();
+    assert_eq!(c.store, StoreKind::Postgres);
+    assert_eq!(names(&c), ["DATABASE_URL"]);
+    assert_eq!(c.problems[0].kind, ProblemKind::Missing);
+    let c = load(&[
+        ("RATE_LIMIT_STORE", "postgres"),
+        ("DATABASE_URL", "mysql://nope"),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["DATABASE_URL"]);
+    assert_eq!(c.problems[0].kind, ProblemKind::Refused);
+    assert!(!c.problems[0].reason.contains("mysql"));
+    let url = "postgres://postgres.ref:fake-password-x1@aws-0-eu-west-1.pooler.supabase.com:6543/postgres";
+    let c = load(&[("RATE_LIMIT_STORE", "postgres"), ("DATABASE_URL", url)]).unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    assert!(c.database.is_some());
+    assert!(!format!("{c:?}").contains("fake-password-x1"));
+    // Unencrypted to a remote host: refused, never downgraded.
+    let c = load(&[
+        ("RATE_LIMIT_STORE", "postgres"),
+        ("DATABASE_URL", &format!("{url}?sslmode=disable")),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["DATABASE_URL"]);
+    let c = load(&[
+        ("RATE_LIMIT_STORE", "postgres"),
+        ("DATABASE_URL", url),
+        ("DATABASE_CA_CERT", "/nonexistent/prod-ca-2021.crt"),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["DATABASE_CA_CERT"]);
+}
+
+#[test]
+fn production_on_postgres_needs_its_own_long_hash_key() {
+    let c = load(&[
+        ("APP_ENV", "production"),
+        ("PRODUCTION_API_KEY", STRONG),
+        ("RATE_LIMIT_STORE", "postgres"),
+        (
+            "DATABASE_URL",
+            "postgres://chamada:fake-password@db.example.test:5432/postgres",
+        ),
+        ("CALL_PROVIDER", "elevenlabs"),
+        ("ELEVENLABS_API_KEY", "test-elevenlabs-key"),
+        ("ELEVEN_AGENT_ID", "agent_test"),
+        ("ELEVEN_AGENT_PHONE_NUMBER_ID", "phnum_test"),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["RATE_LIMIT_HASH_KEY"]);
+}
+
+#[test]
+fn supabases_public_anon_key_alone_is_explained_never_used() {
+    let c = load(&[
+        ("NEXT_PUBLIC_SUPABASE_URL", "https://fake-ref.supabase.co"),
+        ("NEXT_PUBLIC_SUPABASE_ANON_KEY", "fake-anon-key"),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["DATABASE_URL"]);
+    assert_eq!(c.problems[0].kind, ProblemKind::Missing);
+    assert!(
+        c.problems[0].reason.contains("public"),
+        "{}",
+        c.problems[0].reason
+    );
+    assert!(c.problems[0].reason.contains("6543"));
+    assert_eq!(c.store, StoreKind::Memory);
+    // With a connection string but the limits elsewhere: said too.
+    let c = load(&[
+        ("NEXT_PUBLIC_SUPABASE_ANON_KEY", "fake-anon-key"),
+        ("DATABASE_URL", "postgres://chamada@127.0.0.1/chamada"),
+    ])
+    .unwrap();
+    assert_eq!(names(&c), ["RATE_LIMIT_STORE"]);
+    let c = load(&[
+        ("NEXT_PUBLIC_SUPABASE_ANON_KEY", "fake-anon-key"),
+        ("RATE_LIMIT_STORE", "postgres"),
+        ("DATABASE_URL", "postgres://chamada@127.0.0.1/chamada"),
+    ])
+    .unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+}

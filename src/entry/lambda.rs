@@ -88,7 +88,8 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     // delivers; on the memory store (one instance's own outbox) delivery runs before it.
     let after_answer = match app.config.store {
         StoreKind::DynamoDb => AfterAnswer::Stream,
-        StoreKind::Memory => AfterAnswer::Inline,
+        // No stream to deliver from: before the answer, as on the memory store.
+        StoreKind::Memory | StoreKind::Postgres => AfterAnswer::Inline,
     };
     lambda_http::run(router(Arc::new(app.with_after_answer(after_answer)))).await
 }

@@ -3,7 +3,10 @@
 //!
 //! `cargo run -- create-table` creates the `RATE_LIMIT_TABLE` DynamoDB table (see
 //! `docs/DYNAMODB.md`) wherever the AWS settings point, `AWS_ENDPOINT_URL_DYNAMODB` included.
-//! `cargo run -- webhooks list-failed | redeliver <id> | sweep` manages that table's outbox.
+//! `cargo run -- migrate` creates or updates the PostgreSQL schema `DATABASE_URL` points at
+//! (`migrations/`, see `docs/POSTGRES.md`).
+//! `cargo run -- webhooks list-failed | redeliver <id> | sweep` manages the shared store's
+//! outbox.
 //!
 //! Webhook events are delivered after each answer on the runtime, and the outbox is swept every
 //! `WEBHOOK_SWEEP_SECONDS` for windows due later.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
     match args.as_slice() {
         [] => runtime.block_on(serve()),
         ["create-table"] => runtime.block_on(create_table()),
+        ["migrate"] => runtime.block_on(migrate()),
         ["webhooks", command @ ..] => match webhook_command(command) {
             Some(command) => runtime.block_on(webhooks(command)),
             None => {
@@ -64,7 +68,7 @@ pub fn main() -> ExitCode {
         },
         [other, ..] => {
             eprintln!(
-                "chamada: unknown command {other:?} (expected none, create-table or webhooks)"
+                "chamada: unknown command {other:?} (expected none, create-table, migrate or webhooks)"
             );
             ExitCode::FAILURE
         }
@@ -90,7 +94,7 @@ async fn webhooks(command: Command) -> ExitCode {
         }
     };
     if config.store == StoreKind::Memory {
-        eprintln!("chamada: the memory store's outbox lives inside the server process; set RATE_LIMIT_TABLE to manage a shared one");
+        eprintln!("chamada: the memory store's outbox lives inside the server process; set RATE_LIMIT_TABLE or RATE_LIMIT_STORE=postgres to manage a shared one");
         return ExitCode::FAILURE;
     }
     let app = App::build(config).await;
@@ -129,6 +133,58 @@ fn sweep_every(app: &App, every: Duration) {
             }
         }
     });
+}
+
+/// Applies the migrations of `migrations/` to the database of `DATABASE_URL` (whatever
+/// `RATE_LIMIT_STORE` says: the schema is made before the store is switched to it).
+async fn migrate() -> ExitCode {
+    let Some(url) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    else {
+        eprintln!("chamada: set DATABASE_URL to the database to migrate");
+        return ExitCode::FAILURE;
+    };
+    let ca = std::env::var("DATABASE_CA_CERT")
+        .ok()
+        .filter(|ca| !ca.trim().is_empty());
+    let url = secrecy::SecretString::from(url.trim());
+    let settings = match crate::store::postgres::PgSettings::parse(&url, ca.as_deref()) {
+        Ok(settings) => settings,
+        Err((name, why)) => {
+            // The reason, never the value (it holds the password).
+            eprintln!("chamada: {name} {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::store::postgres::migrate(&settings).await {
+        Ok(migrated) if migrated.applied.is_empty() => {
+            println!(
+                "Database up to date (schema chamada, version {})",
+                migrated.version
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(migrated) => {
+            println!(
+                "Applied {} (schema chamada, version {}; Row Level Security on every table)",
+                migrated.applied.join(", "),
+                migrated.version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            // The database's own words (a SQL error names no secret), never the URL.
+            let mut why = error.to_string();
+            let mut cause = std::error::Error::source(&error);
+            while let Some(inner) = cause {
+                why = format!("{why}: {inner}");
+                cause = inner.source();
+            }
+            eprintln!("chamada: migrate failed: {why}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Creates the limits table named by `RATE_LIMIT_TABLE`, with TTL on `expires_at`.

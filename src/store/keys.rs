@@ -39,3 +39,45 @@ pub fn idempotency_scope(key_id: Option<&str>, ip: Option<IpKey>) -> Option<Stri
         (None, None) => None,
     }
 }
+
+/// The keyed hash of what shared stores keep (DynamoDB, PostgreSQL): hex HMAC-SHA256 keyed
+/// with `RATE_LIMIT_HASH_KEY`, with a domain so that equal strings in different roles never
+/// share a hash. Both stores spell the same key the same way.
+#[derive(Clone)]
+pub struct KeyHasher(hmac::Hmac<sha2::Sha256>);
+
+impl KeyHasher {
+    pub fn new(hash_key: &secrecy::SecretString) -> Self {
+        use hmac::Mac;
+        use secrecy::ExposeSecret;
+        KeyHasher(
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(hash_key.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length"),
+        )
+    }
+
+    /// Hex HMAC-SHA256 of the domain, a zero byte and `value`.
+    pub fn hash(&self, domain: &str, value: &str) -> String {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The stored key of a limit (`rl#…`).
+    pub fn limit(&self, key: &str) -> String {
+        format!("rl#{}", self.hash("limit", key))
+    }
+
+    /// The stored key of an idempotency record (`idem#…`).
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("idem#{}", self.hash("idempotency", key))
+    }
+
+    /// The stored form of a request fingerprint.
+    pub fn fingerprint(&self, fingerprint: &str) -> String {
+        self.hash("fingerprint", fingerprint)
+    }
+}

@@ -1,6 +1,7 @@
 //! Ports to the shared state of the call path: the rate limiter (docs/API.md §5) and idempotency
 //! records (docs/API.md §8). Each has an in-memory implementation ([`memory`]); a DynamoDB store
-//! implements the same traits, and one conformance suite runs against both.
+//! ([`dynamodb`]) and a PostgreSQL store ([`postgres`]) implement the same traits, and one
+//! conformance suite runs against all three.
 //!
 //! Stores receive the time from the caller (milliseconds since the epoch) and never read a
 //! clock, so the rules are the same whatever the store and tests need no sleeping.
@@ -10,6 +11,7 @@ pub mod dynamodb;
 pub mod keys;
 pub mod memory;
 pub mod outbox;
+pub mod postgres;
 
 use std::borrow::Cow;
 
@@ -24,6 +26,7 @@ pub use outbox::{Envelope, Outbox, OutboxItem, OutboxState, Settle};
 pub enum StoreKind {
     Memory,
     DynamoDb,
+    Postgres,
 }
 
 impl StoreKind {
@@ -31,6 +34,7 @@ impl StoreKind {
         match self {
             StoreKind::Memory => "memory",
             StoreKind::DynamoDb => "dynamodb",
+            StoreKind::Postgres => "postgres",
         }
     }
 }

@@ -126,3 +126,24 @@ async fn unknown_regions_in_allowed_countries_degrade_the_configuration() {
         .await
         .assert_error(503, "misconfigured");
 }
+
+/// Supabase's browser variables alone (what the system this replaces used): health says the
+/// anon key cannot guard the limits and names the connection string instead; no value shown.
+#[tokio::test]
+async fn supabases_anon_key_alone_is_explained_by_health() {
+    let t = TestApp::new(&[
+        ("NEXT_PUBLIC_SUPABASE_URL", "https://fake-ref.supabase.co"),
+        ("NEXT_PUBLIC_SUPABASE_ANON_KEY", "fake-anon-key-0123"),
+    ])
+    .await;
+    let r = t.send(get()).await;
+    assert_eq!(r.status, 503);
+    let body = r.json();
+    assert_eq!(body["missing"], serde_json::json!(["DATABASE_URL"]));
+    let reason = body["problems"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("public") && reason.contains("DATABASE_URL") && reason.contains("6543"),
+        "{reason}"
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("fake-anon-key-0123"));
+}

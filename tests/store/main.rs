@@ -1,8 +1,11 @@
 //! The stores of docs/API.md §5, §8, §9 (the outbox) and §15 (call records) against a real DynamoDB-compatible
-//! server (dynoxide, over HTTP, started by each test) and the memory store, through one
-//! conformance suite; then the DynamoDB store through the router and the local server, and what
-//! only its outbox has (items, index, transaction, stream) and its call records (items,
-//! transactions).
+//! server (dynoxide, over HTTP, started by each test), a real PostgreSQL (directly and through
+//! a real PgBouncer in transaction mode, one cluster per test binary, a database per test) and
+//! the memory store, through one conformance suite; then the DynamoDB store through the router
+//! and the local server, and what only its outbox has (items, index, transaction, stream) and
+//! its call records (items, transactions); then the PostgreSQL store through the router and the
+//! local server (exact under contention from several instances behind the pooler, an outage,
+//! round trips, TLS, RLS, migrations, cleanup).
 
 mod conformance;
 mod dynamodb;
@@ -11,6 +14,8 @@ mod dynamodb_outbox;
 mod dynoxide;
 mod local_server;
 mod outbox_function;
+mod pg;
+mod postgres;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -31,7 +36,7 @@ pub trait RecordStore: CallRecords + Outbox {}
 
 impl<T: CallRecords + Outbox + ?Sized> RecordStore for T {}
 
-/// Runs each conformance function against both stores, so they cannot drift.
+/// Runs each conformance function against every store, so they cannot drift.
 macro_rules! conformance {
     ($($rule:ident => $port:ident),* $(,)?) => {
         mod memory_store {
@@ -52,6 +57,30 @@ macro_rules! conformance {
                 async fn $rule() {
                     let server = dynoxide::Dynoxide::start().await;
                     let (store, _) = server.store().await;
+                    let port: Arc<dyn $port> = store;
+                    conformance::$rule(port).await;
+                }
+            )*
+        }
+        mod postgres_store {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    let cluster = tokio::task::spawn_blocking(pg::shared).await.unwrap();
+                    let (store, _) = cluster.store(pg::Route::Direct).await;
+                    let port: Arc<dyn $port> = store;
+                    conformance::$rule(port).await;
+                }
+            )*
+        }
+        mod postgres_behind_pgbouncer {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    let cluster = tokio::task::spawn_blocking(pg::shared).await.unwrap();
+                    let (store, _) = cluster.store(pg::Route::Pooler).await;
                     let port: Arc<dyn $port> = store;
                     conformance::$rule(port).await;
                 }

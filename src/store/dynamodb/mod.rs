@@ -56,11 +56,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use secrecy::SecretString;
 
 use self::item::Item;
+use super::keys::KeyHasher;
 use super::{LimitCheck, StoreError};
 
 /// The most writes one admission makes: the common case needs one, a list full of expired
@@ -126,7 +125,7 @@ pub fn config_loader() -> ConfigLoader {
 pub struct DynamoStore {
     client: Client,
     table: String,
-    hasher: Hmac<Sha256>,
+    hasher: KeyHasher,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -140,8 +139,7 @@ impl std::fmt::Debug for DynamoStore {
 impl DynamoStore {
     /// A store on `client` (built once per process), keying hashes with `hash_key`.
     pub fn new(client: Client, table: impl Into<String>, hash_key: &SecretString) -> Self {
-        let hasher = <Hmac<Sha256> as Mac>::new_from_slice(hash_key.expose_secret().as_bytes())
-            .expect("HMAC takes keys of any length");
+        let hasher = KeyHasher::new(hash_key);
         DynamoStore {
             client,
             table: table.into(),
@@ -152,19 +150,15 @@ impl DynamoStore {
     /// Hex HMAC-SHA256 of `value`, with a domain so that equal strings in different roles
     /// never share a hash.
     fn hash(&self, domain: &str, value: &str) -> String {
-        let mut mac = self.hasher.clone();
-        mac.update(domain.as_bytes());
-        mac.update(&[0]);
-        mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        self.hasher.hash(domain, value)
     }
 
     fn limit_pk(&self, check: &LimitCheck) -> String {
-        format!("rl#{}", self.hash("limit", &check.key))
+        self.hasher.limit(&check.key)
     }
 
     fn idempotency_pk(&self, key: &str) -> String {
-        format!("idem#{}", self.hash("idempotency", key))
+        self.hasher.idempotency(key)
     }
 
     fn outbox_pk(id: &str) -> String {
