@@ -52,7 +52,7 @@ impl TurnstileConfig {
     }
 
     /// The origin (`scheme://host[:port]`) of the widget's script, for the page's CSP.
-    pub fn script_origin(&self) -> &str {
+    pub fn script_origin(&self) -> String {
         origin_of(&self.script_url)
     }
 }
@@ -152,16 +152,15 @@ impl Turnstile {
         &self.config
     }
 
-    /// Checks the token's shape (no request), then asks Siteverify once, within the timeout,
-    /// and judges the answer.
+    /// Asks Siteverify once about a [`well_formed`] token, within the timeout, and judges the
+    /// answer.
     pub async fn verify(
         &self,
-        token: Option<&str>,
+        token: &str,
         remote_ip: Option<IpAddr>,
         idempotency_key: &str,
         expected: &Expected<'_>,
     ) -> Result<(), Refusal> {
-        let token = well_formed(token)?;
         let mut body = serde_json::json!({
             "secret": self.config.secret.expose_secret(),
             "response": token,
@@ -256,7 +255,7 @@ pub fn judge(answer: &Answer, expected: &Expected<'_>, test_keys: bool) -> Resul
         || !expected
             .origins
             .iter()
-            .any(|origin| host_of(origin).eq_ignore_ascii_case(host))
+            .any(|origin| host_of(origin).is_some_and(|h| h.eq_ignore_ascii_case(host)))
     {
         return Err(Refusal::new(Reason::Hostname));
     }
@@ -285,22 +284,27 @@ pub fn derived_idempotency_key(client: Option<IpAddr>, key: &str, token: &str) -
         .to_string()
 }
 
-/// `scheme://host[:port]` of a URL (the whole string when it has no path).
-fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
-    match url[after_scheme..].find('/') {
-        Some(i) => &url[..after_scheme + i],
-        None => url,
+/// `scheme://host[:port]` of a URL, read by `http::Uri` (the whole string if it is not one;
+/// configuration has already checked it).
+fn origin_of(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => url.to_string(),
+        },
+        Err(_) => url.to_string(),
     }
 }
 
-/// The host of an origin `scheme://host[:port]` (IPv6 literals keep their brackets off).
-fn host_of(origin: &str) -> &str {
-    let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or(origin);
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
+/// The host of an origin `scheme://host[:port]`, without an IPv6 literal's brackets.
+fn host_of(origin: &str) -> Option<String> {
+    let uri = origin.parse::<http::Uri>().ok()?;
+    Some(
+        uri.host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -468,8 +472,9 @@ mod tests {
             origin_of("http://127.0.0.1:4000/turnstile/v0/api.js"),
             "http://127.0.0.1:4000"
         );
-        assert_eq!(host_of("https://chamada.example"), "chamada.example");
-        assert_eq!(host_of("http://localhost:5001"), "localhost");
-        assert_eq!(host_of("http://[::1]:5001"), "::1");
+        let host = |origin| host_of(origin).unwrap_or_default();
+        assert_eq!(host("https://chamada.example"), "chamada.example");
+        assert_eq!(host("http://localhost:5001"), "localhost");
+        assert_eq!(host("http://[::1]:5001"), "::1");
     }
 }

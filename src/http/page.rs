@@ -67,7 +67,7 @@ where
     let origin = config.bot_check.as_ref().map(|t| t.script_origin());
     // The origin passed the URL checks (printable ASCII): a valid header value. Should it
     // not be, the page keeps the strict policy and the widget simply does not load.
-    let csp = HeaderValue::from_str(&content_security_policy(origin))
+    let csp = HeaderValue::from_str(&content_security_policy(origin.as_deref()))
         .unwrap_or(HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE));
     for (path, content_type, body) in FILES {
         router = router.route(path, file(content_type, body, csp.clone()));

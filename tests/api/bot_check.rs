@@ -261,14 +261,10 @@ async fn siteverify_down_slow_or_garbled_fails_closed_with_503() {
             "good-token",
             Siteverify::pass("chamada.example", "start_call", SOLVED),
         );
-        let started = std::time::Instant::now();
+        // A Siteverify that never answers (Slow) ends by TURNSTILE_TIMEOUT: without the bound
+        // this request would never return.
         let r = anonymous(&t, with_token("good-token"), &[]).await;
         r.assert_error(503, "captcha_unavailable");
-        // Bounded by TURNSTILE_TIMEOUT (1 s): a hung Siteverify never holds the visitor long.
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "{mode:?}"
-        );
         assert_eq!(failure_reasons(&t), ["unavailable"], "{mode:?}");
         fake.set_mode(Mode::Normal);
         assert_nothing_used(&t, &fake).await;

@@ -22,19 +22,26 @@ pub(super) async fn check(
     idempotency_key: Option<&IdempotencyKey>,
     request_id: &RequestId,
 ) -> Result<(), ApiError> {
-    let siteverify_key = match (idempotency_key, well_formed(token)) {
-        (Some(key), Ok(token)) => derived_idempotency_key(client, key.as_str(), token),
-        _ => uuid::Uuid::new_v4().to_string(),
-    };
-    let expected = Expected {
-        origins: &app.config.allowed_origins,
-        now: UNIX_EPOCH + Duration::from_millis(app.clock.now_ms()),
-    };
-    let Err(refusal) = turnstile
-        .verify(token, client, &siteverify_key, &expected)
-        .await
-    else {
-        return Ok(());
+    // The token's shape first: a missing or malformed one never reaches Siteverify.
+    let refusal = match well_formed(token) {
+        Err(refusal) => refusal,
+        Ok(token) => {
+            let siteverify_key = match idempotency_key {
+                Some(key) => derived_idempotency_key(client, key.as_str(), token),
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            let expected = Expected {
+                origins: &app.config.allowed_origins,
+                now: UNIX_EPOCH + Duration::from_millis(app.clock.now_ms()),
+            };
+            match turnstile
+                .verify(token, client, &siteverify_key, &expected)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(refusal) => refusal,
+            }
+        }
     };
     app.count(Metric::CaptchaFailures(refusal.reason), 1);
     let ip = client.map(|ip| IpKey::new(ip).log_prefix());

@@ -12,7 +12,7 @@
 //!   counter keeps up to four admission times inline.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
@@ -138,13 +138,14 @@ impl<V: Expiring> Sharded<V> {
     /// The value of `id`, made by `make` (and scheduled for its first look) when absent.
     pub(super) fn get_or_insert_with(&mut self, id: KeyId, make: impl FnOnce() -> V) -> &mut V {
         let shard = self.shard(id);
-        if !shard.map.contains_key(&id) {
-            let value = make();
-            shard.due.push(Reverse((value.next_look(), id)));
-            shard.map.insert(id, value);
+        match shard.map.entry(id) {
+            Entry::Occupied(found) => found.into_mut(),
+            Entry::Vacant(slot) => {
+                let value = make();
+                shard.due.push(Reverse((value.next_look(), id)));
+                slot.insert(value)
+            }
         }
-        // Present: found or just inserted.
-        shard.map.get_mut(&id).expect("present")
     }
 
     /// Replaces (or inserts) the value of `id`.
