@@ -119,7 +119,9 @@ impl App {
         }
         let mut notifier: Option<Arc<dyn Notifier>> = None;
         let mut bot_check = None;
-        match outbound_http() {
+        // One HTTP client per process (`crate::outbound`) for Siteverify, ElevenLabs and the
+        // webhook: connections are reused across requests.
+        match crate::outbound::http_client() {
             Ok(http) => {
                 if let Some(turnstile) = &config.bot_check {
                     bot_check = Some(Turnstile::new(turnstile.clone(), http.clone()));
@@ -294,14 +296,4 @@ impl App {
             },
         )
     }
-}
-
-/// The one HTTP client for ElevenLabs and the webhook, built once per process so connections
-/// are reused across requests. Redirects are not followed: a redirect would resend
-/// `xi-api-key` or `x-make-apikey` to wherever it points.
-fn outbound_http() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("chamada/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod outbound;
 pub mod phone;
 pub mod store;
 pub mod text;

@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn the_log_names_the_receiver_host_and_never_its_path_token() {
         let hook = MakeWebhook {
-            http: reqwest::Client::new(),
+            http: crate::outbound::http_client().unwrap(),
             url: "https://user:pw@hook.eu1.make.com/test-path-token?x=1".into(),
             api_key: None,
             signing: None,

@@ -145,7 +145,7 @@ proptest! {
                     retries: 3,
                     sweep_every: Duration::from_secs(60),
                 },
-                reqwest::Client::new(),
+                chamada::outbound::http_client().unwrap(),
             )
             .unwrap()
             .with_backoff(Duration::from_millis(1), Duration::from_millis(5))

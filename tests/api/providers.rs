@@ -657,7 +657,7 @@ async fn run_local_server() -> Run {
     assert!(first.contains("environment=production"), "{first}");
     assert!(!first.contains("DEGRADED"), "{first}");
 
-    let client = reqwest::Client::builder()
+    let client = chamada::outbound::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

@@ -301,7 +301,7 @@ fn notifier(url: String, retries: u32, attempt_timeout: Duration) -> MakeWebhook
         retries,
         sweep_every: Duration::from_secs(60),
     };
-    MakeWebhook::new(&config, reqwest::Client::new())
+    MakeWebhook::new(&config, chamada::outbound::http_client().unwrap())
         .unwrap()
         .with_backoff(Duration::from_millis(5), Duration::from_millis(20))
 }
@@ -491,7 +491,7 @@ fn the_default_policy_is_documented_in_numbers() {
         retries: 3,
         sweep_every: Duration::from_secs(60),
     };
-    let policy = MakeWebhook::new(&config, reqwest::Client::new())
+    let policy = MakeWebhook::new(&config, chamada::outbound::http_client().unwrap())
         .unwrap()
         .policy();
     assert_eq!(policy.attempt_timeout, Duration::from_secs(30));

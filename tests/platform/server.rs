@@ -11,7 +11,7 @@ use crate::support::KEY;
 #[tokio::test]
 async fn the_local_server_serves_calls_refusals_and_limits_over_http() {
     let server = Server::start(&[("PRODUCTION_API_KEY", KEY)]).await;
-    let http = reqwest::Client::new();
+    let http = chamada::outbound::http_client().unwrap();
     let url = format!("{}/api/start_call", server.base);
 
     let health: Value = http
@@ -108,7 +108,7 @@ async fn the_local_server_serves_calls_refusals_and_limits_over_http() {
 #[tokio::test]
 async fn a_production_server_with_a_broken_configuration_starts_and_says_why() {
     let server = Server::start(&[("APP_ENV", "production"), ("PRODUCTION_API_KEY", "short")]).await;
-    let http = reqwest::Client::new();
+    let http = chamada::outbound::http_client().unwrap();
     let r = http
         .get(format!("{}/api/health", server.base))
         .send()
@@ -205,7 +205,7 @@ async fn a_client_that_disconnects_during_dispatch_loses_nothing_and_rings_once(
 
     // `Call initiated` is logged before the answer is kept: a retry in between is
     // `409 request_in_progress` by contract (docs/API.md §8), and a client asks again, as here.
-    let client = reqwest::Client::new();
+    let client = chamada::outbound::http_client().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let retry = loop {
         let retry = client
@@ -238,7 +238,7 @@ async fn the_local_server_counts_the_socket_address_even_with_vercel_in_env_loca
         "start-up line: {}",
         server.first
     );
-    let http = reqwest::Client::new();
+    let http = chamada::outbound::http_client().unwrap();
     let mut statuses = Vec::new();
     for n in 0..4 {
         let r = http

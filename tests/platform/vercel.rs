@@ -67,7 +67,7 @@ async fn start_vercel_function_with(
 #[tokio::test]
 async fn on_vercel_the_client_is_x_real_ip_and_forwarded_for_is_ignored() {
     let (_child, base) = start_vercel_function().await;
-    let http = reqwest::Client::new();
+    let http = chamada::outbound::http_client().unwrap();
     let url = format!("{base}/api/start_call");
     for i in 0..5 {
         let r = http
@@ -104,7 +104,7 @@ async fn on_vercel_the_client_is_x_real_ip_and_forwarded_for_is_ignored() {
 #[tokio::test]
 async fn on_vercel_health_and_cors_behave_as_everywhere() {
     let (_child, base) = start_vercel_function().await;
-    let http = reqwest::Client::new();
+    let http = chamada::outbound::http_client().unwrap();
     let r = http.get(format!("{base}/api/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = http
@@ -140,7 +140,8 @@ async fn on_vercel_the_answer_comes_first_and_wait_until_delivers_after_it() {
         ("WEBHOOK_RETRIES", "0"),
     ])
     .await;
-    let r = reqwest::Client::new()
+    let r = chamada::outbound::http_client()
+        .unwrap()
         .post(format!("{base}/api/start_call"))
         .header("x-real-ip", "198.51.100.43")
         .json(&json!({ "phone_number": "+351912345012" }))

@@ -442,3 +442,56 @@ async fn idempotent_requests_replay_through_the_router_on_dynamodb() {
     other.assert_error(422, "idempotency_key_reused");
     assert_eq!(service.recorder.count(), 1, "one call for three requests");
 }
+
+/// A TCP relay to `upstream` that reads the first connection's request and closes it unanswered
+/// (as a load balancer or a dropped NAT entry does); later connections are relayed whole.
+async fn cuts_first_connection(upstream: &str) -> (String, Arc<AtomicUsize>) {
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                drop(socket);
+                continue;
+            }
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut socket, &mut server).await;
+            });
+        }
+    });
+    (endpoint, connections)
+}
+
+/// The SDK sends through the service's reqwest (src/store/dynamodb/http.rs): a connection closed
+/// before the answer is a transient transport error, so the SDK's one retry takes it on a new
+/// connection and the request is admitted — not refused as the caller's error.
+#[tokio::test]
+async fn a_connection_cut_before_the_answer_is_retried_and_admitted() {
+    let server = Dynoxide::start().await;
+    server.store().await; // creates the table
+    let (endpoint, connections) = cuts_first_connection(&server.endpoint).await;
+    let trips = RoundTrips::default();
+    let client = client_for(&endpoint, &trips, None).await;
+    let store = Arc::new(DynamoStore::new(
+        client,
+        TABLE,
+        &SecretString::from(HASH_KEY),
+    ));
+    let service = Service::new(store, &[]).await;
+    service.web(NUMBER).await.assert_status(200);
+    assert_eq!(service.recorder.count(), 1);
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "one cut, one retry");
+    let sent = trips.operations();
+    assert_eq!(
+        sent[..2],
+        ["TransactWriteItems", "TransactWriteItems"],
+        "the admission, then its retry: {sent:?}"
+    );
+}

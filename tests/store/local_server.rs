@@ -56,7 +56,8 @@ fn start_with(endpoint: &str, extra: &[(&str, &str)]) -> (Child, String) {
 }
 
 async fn call(url: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    chamada::outbound::http_client()
+        .unwrap()
         .post(format!("{url}/api/start_call"))
         .json(&serde_json::json!({ "phone_number": "+351912345678" }))
         .send()

@@ -506,7 +506,8 @@ async fn the_local_server_on_postgres_remembers_callers_across_a_restart() {
         ("MAX_CALLS_PER_NUMBER", "2"),
     ];
     let call = |base: String| async move {
-        reqwest::Client::new()
+        chamada::outbound::http_client()
+            .unwrap()
             .post(format!("{base}/api/start_call"))
             .json(&json!({ "phone_number": "+351912345678" }))
             .send()

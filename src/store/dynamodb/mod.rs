@@ -33,6 +33,7 @@
 //! runs and tests.
 
 mod calls;
+mod http;
 mod idempotency;
 mod item;
 mod limit_item;
@@ -55,7 +56,6 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use secrecy::SecretString;
 
 use self::item::Item;
@@ -100,14 +100,12 @@ pub fn outbox_event_id(pk: &str) -> Option<&str> {
 }
 
 /// The standard AWS configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`,
-/// credentials from the environment, profile, container or instance), with a rustls HTTPS
-/// client, short timeouts and one retry. Callers may override more before `load()`.
+/// credentials from the environment, profile, container or instance), sending through the
+/// service's HTTPS stack ([`http`]), with short timeouts and one retry. Callers may override
+/// more before `load()`.
 pub fn config_loader() -> ConfigLoader {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(http::SdkHttp::default())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(ATTEMPT_TIMEOUT)

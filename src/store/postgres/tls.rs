@@ -29,16 +29,17 @@ impl MakeRustls {
     /// Trusts the certificates of `ca` (PEM text, or the path of a PEM file) only, or, without
     /// it, Mozilla's root CAs.
     pub(super) fn new(ca: Option<&str>) -> Result<MakeRustls, Refusal> {
+        let Some(ca) = ca else {
+            // The process's shared configuration (`crate::outbound`): Mozilla's roots, ring.
+            return Ok(MakeRustls {
+                config: crate::outbound::tls_config(),
+            });
+        };
         let mut roots = RootCertStore::empty();
-        match ca {
-            Some(ca) => {
-                for cert in certificates(ca)? {
-                    roots
-                        .add(cert)
-                        .map_err(|_| "holds a certificate rustls cannot use as a CA")?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        for cert in certificates(ca)? {
+            roots
+                .add(cert)
+                .map_err(|_| "holds a certificate rustls cannot use as a CA")?;
         }
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
