@@ -1,12 +1,22 @@
 //! The memory store's call records: exact, in process. Records and the provider-id index live
 //! in sharded maps that forget expired entries a few at a time (`sharded.rs`): creating a
 //! record never walks every record (it did: one `retain` over all of them per call).
+//!
+//! Bounded: at most [`MAX_RECORDS`] records (and as many provider ids); past it the oldest
+//! leave first. A record is ~1.6 KB (ids, masked number, history, token digest as strings), and
+//! `CALL_RECORD_DAYS` keeps one for 30 days: unbounded, a process under steady load grew by
+//! ~1.6 GB per million calls (docs/PERFORMANCE.md). The shared stores keep theirs outside.
 
 use async_trait::async_trait;
 
-use super::sharded::{Expiring, Sharded};
+use super::sharded::{Expiring, Sharded, SHARDS};
 use super::MemoryStore;
 use crate::store::{Advance, CallRecord, CallRecords, Change, Envelope, StoreError};
+
+/// The most call records a memory store holds (~26 MB of records at the most); a shard holds
+/// its share, so the oldest of a full shard leaves for a new one.
+pub(super) const MAX_RECORDS: usize = 16_384;
+const RECORDS_PER_SHARD: usize = MAX_RECORDS / SHARDS;
 
 /// Records by call id, and call ids by the provider's id.
 #[derive(Default)]
@@ -62,9 +72,15 @@ impl CallRecords for MemoryStore {
         let now_ms = record.created_at_ms;
         let id = calls.records.id(&record.call_id);
         calls.records.tidy(id, now_ms);
+        if calls.records.get(id).is_none() {
+            calls.records.make_room(id, RECORDS_PER_SHARD);
+        }
         if let Some(provider_call_id) = &record.provider_call_id {
             let provider = calls.by_provider_id.id(provider_call_id);
             calls.by_provider_id.tidy(provider, now_ms);
+            if calls.by_provider_id.get(provider).is_none() {
+                calls.by_provider_id.make_room(provider, RECORDS_PER_SHARD);
+            }
             calls.by_provider_id.insert(
                 provider,
                 ProviderRef {

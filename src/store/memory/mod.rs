@@ -379,6 +379,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn call_records_are_bounded_and_the_oldest_leave_first() {
+        use crate::store::CallRecords;
+        let store = MemoryStore::new();
+        let made = 2 * calls::MAX_RECORDS as u64;
+        for i in 0..made {
+            // Live for the whole test: only the bound can make them leave.
+            store
+                .create(&record(&format!("call-{i}"), i, 1_000_000_000 + i))
+                .await
+                .unwrap();
+        }
+        let held = store.lock_calls().len();
+        assert!(
+            held <= calls::MAX_RECORDS && held > calls::MAX_RECORDS * 9 / 10,
+            "{held}"
+        );
+        assert!(store.get("call-0", made).await.unwrap().is_none(), "oldest gone");
+        assert!(store.find("dry-run-call-0", made).await.unwrap().is_none());
+        let newest = format!("call-{}", made - 1);
+        assert!(store.get(&newest, made).await.unwrap().is_some(), "newest kept");
+        assert_eq!(
+            store
+                .find(&format!("dry-run-{newest}"), made)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(newest.as_str())
+        );
+    }
+
+    #[tokio::test]
     async fn expired_call_records_leave_a_few_per_new_call_and_stay_unreadable() {
         use crate::store::CallRecords;
         let store = MemoryStore::new();

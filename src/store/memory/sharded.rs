@@ -17,7 +17,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// Shards per map: a power of two.
-const SHARDS: usize = 256;
+pub(super) const SHARDS: usize = 256;
 /// Due keys settled per operation, per shard visited: bounded work on every request.
 pub(super) const TIDY_BUDGET: usize = 4;
 
@@ -155,6 +155,20 @@ impl<V: Expiring> Sharded<V> {
         // one was scheduled for (a stale entry is harmless: it settles a live value).
         shard.due.push(Reverse((value.next_look(), id)));
         shard.map.insert(id, value);
+    }
+
+    /// Makes room for one more key in `id`'s shard when it holds `per_shard` keys already: the
+    /// keys due soonest leave first (for call records, which are due when they expire, the
+    /// oldest). Bounds a map to `per_shard * SHARDS` keys; one key leaves per insert once
+    /// full, plus any stale heap entries on the way.
+    pub(super) fn make_room(&mut self, id: KeyId, per_shard: usize) {
+        let shard = self.shard(id);
+        while shard.map.len() >= per_shard {
+            let Some(Reverse((_, key))) = shard.due.pop() else {
+                return;
+            };
+            shard.map.remove(&key);
+        }
     }
 
     pub(super) fn remove(&mut self, id: KeyId) -> Option<V> {
