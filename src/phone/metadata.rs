@@ -48,31 +48,78 @@ enum Desc {
 }
 
 /// One territory of the vendored metadata, as `build.rs` read it with the `phonenumber`
-/// crate's loader: what [`Matcher::compile`] needs and nothing else.
+/// crate's loader: what [`Matcher::compile`] needs and nothing else. Its strings are [`Span`]s
+/// of one text and its patterns a [`Run`] of one array, not pointers (see
+/// `build/phone_table.rs`: fewer bytes, and no relocations at start-up).
 pub(super) struct Territory {
-    pub(super) id: &'static str,
+    id: Span,
     pub(super) code: u16,
     /// `mainCountryForCode`: resolved first among the territories sharing its calling code.
     main_country_for_code: bool,
     /// `leadingDigits`, without whitespace.
-    leading_digits: Option<&'static str>,
+    leading_digits: Option<Span>,
     /// The patterns of the general descriptor, the refused ones in libphonenumber's order,
-    /// fixed line and mobile (a descriptor without a pattern has none here); `None` when the
-    /// territory has no general descriptor, which is never compiled (the vendored metadata has
-    /// no such territory).
-    patterns: Option<&'static [Pattern]>,
+    /// fixed line and mobile (a descriptor without a pattern has none here), in [`PATTERNS`];
+    /// `None` when the territory has no general descriptor, which is never compiled (the
+    /// vendored metadata has no such territory).
+    patterns: Option<Run>,
     /// Example numbers of the fixed-line and mobile descriptors, for the warm-up.
-    examples: &'static [&'static str],
+    examples: [Option<Span>; 2],
+}
+
+impl Territory {
+    /// The region id: ISO 3166 alpha-2, or "001" for a non-geographical entity.
+    pub(super) fn id(&self) -> &'static str {
+        self.id.text()
+    }
 }
 
 /// One descriptor's `nationalNumberPattern`, without whitespace, and its possible lengths.
 struct Pattern {
     desc: Desc,
-    regex: &'static str,
-    lengths: &'static [u8],
+    regex: Span,
+    /// Bit `n` set when `n` is a possible length; none set: any length (the descriptor lists
+    /// none).
+    lengths: u32,
 }
 
-// `static TABLE: &[Territory]`, every territory with an id and a calling code, in file order.
+impl Pattern {
+    /// libphonenumber's length check (`isNumberMatchingDesc`).
+    fn fits(&self, len: usize) -> bool {
+        self.lengths == 0
+            || u32::try_from(len)
+                .ok()
+                .and_then(|n| self.lengths.checked_shr(n))
+                .is_some_and(|bits| bits & 1 == 1)
+    }
+}
+
+/// Where one string of the table is in [`TEXT`].
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// The string; empty were the span outside `TEXT` (`build.rs` writes both, and a unit
+    /// test reads every span back against the XML).
+    fn text(self) -> &'static str {
+        TEXT.get(self.start as usize..)
+            .and_then(|rest| rest.get(..self.len as usize))
+            .unwrap_or("")
+    }
+}
+
+/// Where one territory's patterns are in [`PATTERNS`].
+#[derive(Clone, Copy)]
+struct Run {
+    start: u16,
+    len: u16,
+}
+
+// `TABLE: &[Territory]`, every territory with an id and a calling code, in file order;
+// `PATTERNS: &[Pattern]`; `TEXT: &str`, the strings of both.
 include!(concat!(env!("OUT_DIR"), "/phone_table.rs"));
 
 /// One territory's number patterns, compiled once into a single automaton.
@@ -91,8 +138,7 @@ pub(super) struct Matcher {
     set: regex::bytes::RegexSet,
     /// For each pattern of `set`: its descriptor and possible lengths.
     descs: &'static [Pattern],
-    /// Example numbers of the fixed-line and mobile descriptors, for the warm-up.
-    pub(super) examples: &'static [&'static str],
+    examples: [Option<Span>; 2],
 }
 
 impl Matcher {
@@ -100,17 +146,19 @@ impl Matcher {
     /// compile (the vendored metadata has neither case: a unit test compiles every territory).
     /// The table's patterns have no whitespace left, so the XML's whitespace-insensitive
     /// patterns compile without that mode (a unit test checks they parse the same).
-    fn compile(territory: &'static Territory) -> Option<Matcher> {
-        let descs = territory.patterns?;
+    fn compile(territory: &Territory) -> Option<Matcher> {
+        let Run { start, len } = territory.patterns?;
+        let start = usize::from(start);
+        let descs = PATTERNS.get(start..start + usize::from(len))?;
         let set = regex::bytes::RegexSetBuilder::new(
-            descs.iter().map(|p| format!("^(?:{})$", p.regex)),
+            descs.iter().map(|p| format!("^(?:{})$", p.regex.text())),
         )
         .unicode(false)
         .build()
         .ok()?;
         let leading_digits = match territory.leading_digits {
             Some(p) => Some(
-                regex::bytes::RegexBuilder::new(&format!("^(?:{p})"))
+                regex::bytes::RegexBuilder::new(&format!("^(?:{})", p.text()))
                     .unicode(false)
                     .build()
                     .ok()?,
@@ -118,7 +166,7 @@ impl Matcher {
             None => None,
         };
         Some(Matcher {
-            id: territory.id,
+            id: territory.id(),
             code: territory.code,
             leading_digits,
             set,
@@ -127,13 +175,17 @@ impl Matcher {
         })
     }
 
+    /// Example numbers of the fixed-line and mobile descriptors, for the warm-up.
+    pub(super) fn examples(&self) -> impl Iterator<Item = &'static str> {
+        self.examples.into_iter().flatten().map(Span::text)
+    }
+
     pub(super) fn kind(&self, national: &[u8]) -> Kind {
         let len = national.len();
         let matches = self.set.matches(national);
         let hits = matches.iter().filter_map(|i| {
-            let Pattern { desc, lengths, .. } = self.descs.get(i)?;
-            let fits = lengths.is_empty() || lengths.iter().any(|&l| usize::from(l) == len);
-            fits.then_some(*desc)
+            let pattern = self.descs.get(i)?;
+            pattern.fits(len).then_some(pattern.desc)
         });
         let mut general = false;
         let mut fixed_or_mobile = false;
@@ -190,7 +242,10 @@ impl Territories {
         if region.len() != 2 {
             return None;
         }
-        self.entries.iter().find(|t| t.id == region).map(|t| t.code)
+        self.entries
+            .iter()
+            .find(|t| t.id() == region)
+            .map(|t| t.code)
     }
 
     /// Calling codes are prefix-free (ITU E.164), so at most one of the 1-, 2- and 3-digit
@@ -206,7 +261,7 @@ impl Territories {
     /// The compiled territories of the given calling codes, each code's main country first,
     /// then in file order (libphonenumber's resolution order for a shared calling code).
     pub(super) fn matchers_for(&self, codes: &BTreeSet<u16>) -> Vec<Matcher> {
-        let mut selected: Vec<&'static Territory> = self
+        let mut selected: Vec<&Territory> = self
             .entries
             .iter()
             .filter(|t| codes.contains(&t.code))
@@ -220,7 +275,8 @@ impl Territories {
 /// The vendored XML that `build.rs` generates the table from: the tests read it with the
 /// `phonenumber` crate's loader, as the oracle of the table and of the compiled matchers.
 #[cfg(test)]
-pub(super) const METADATA_XML: &str = include_str!("../../assets/phonenumber/PhoneNumberMetadata.xml");
+pub(super) const METADATA_XML: &str =
+    include_str!("../../assets/phonenumber/PhoneNumberMetadata.xml");
 
 #[cfg(test)]
 mod tests {
@@ -295,11 +351,11 @@ mod tests {
         assert_eq!(indexed.len(), TABLE.len());
         let mut patterns = 0;
         for (meta, t) in indexed.into_iter().zip(TABLE) {
-            assert_eq!(meta.id.as_deref(), Some(t.id));
-            let id = t.id;
+            let id = t.id();
+            assert_eq!(meta.id.as_deref(), Some(id));
             assert_eq!(meta.country_code, Some(t.code), "{id}");
             assert_eq!(meta.main_country_for_code, t.main_country_for_code, "{id}");
-            match (&meta.leading_digits, t.leading_digits) {
+            match (&meta.leading_digits, t.leading_digits.map(Span::text)) {
                 (None, None) => {}
                 (Some(xml), Some(ours)) => {
                     assert_eq!(xml.split_whitespace().collect::<String>(), ours, "{id}");
@@ -317,26 +373,41 @@ mod tests {
                     .filter_map(|(desc, d)| Some((desc, d.national_number.as_ref()?, d)))
                     .collect::<Vec<_>>()
             });
-            match (expected, t.patterns) {
+            let ours = t.patterns.map(|Run { start, len }| {
+                let start = usize::from(start);
+                PATTERNS
+                    .get(start..start + usize::from(len))
+                    .unwrap_or_else(|| panic!("{id}: patterns out of the table"))
+            });
+            match (expected, ours) {
                 (None, None) => {}
                 (Some(expected), Some(ours)) => {
                     assert_eq!(expected.len(), ours.len(), "{id}: number of patterns");
                     for ((desc, xml, d), p) in expected.into_iter().zip(ours) {
                         assert_eq!(desc, p.desc, "{id}");
-                        assert!(
-                            !p.regex.chars().any(char::is_whitespace),
-                            "{id}: whitespace left in {}",
-                            p.regex
-                        );
+                        let regex = p.regex.text();
                         let stripped: String = xml.split_whitespace().collect();
-                        assert_eq!(stripped, p.regex, "{id}");
+                        assert_eq!(stripped, regex, "{id}");
+                        assert!(
+                            !regex.chars().any(char::is_whitespace),
+                            "{id}: whitespace left in {regex}"
+                        );
                         assert_eq!(
                             parsed(&format!("^(?:{xml})$"), true),
-                            parsed(&format!("^(?:{})$", p.regex), false),
+                            parsed(&format!("^(?:{regex})$"), false),
                             "{id}: {xml}"
                         );
-                        let lengths: Vec<u16> = p.lengths.iter().map(|&l| l.into()).collect();
-                        assert_eq!(d.possible_length, lengths, "{id}: {xml}");
+                        // The length check the loader's list meant: any length when it is
+                        // empty, else one of its lengths.
+                        let lengths = &d.possible_length;
+                        for len in 0..64 {
+                            assert_eq!(
+                                p.fits(len),
+                                lengths.is_empty()
+                                    || lengths.iter().any(|&l| usize::from(l) == len),
+                                "{id}: length {len} against {lengths:?}"
+                            );
+                        }
                         patterns += 1;
                     }
                 }
@@ -351,7 +422,8 @@ mod tests {
                 .flatten()
                 .filter_map(|d| d.example.as_deref())
                 .collect();
-            assert_eq!(examples, t.examples, "{id}: examples");
+            let ours: Vec<&str> = t.examples.into_iter().flatten().map(Span::text).collect();
+            assert_eq!(examples, ours, "{id}: examples");
         }
         assert!(patterns > 1000, "only {patterns} patterns compared");
     }

@@ -155,7 +155,7 @@ impl PhonePolicy {
             if !self.allowed.contains(territory.id) {
                 continue;
             }
-            for example in territory.examples {
+            for example in territory.examples() {
                 let _ = self.check(&format!("+{}{}", territory.code, example));
             }
         }

@@ -217,7 +217,7 @@ fn the_compiled_matcher_agrees_with_the_phonenumber_crate() {
     let regions: Vec<&str> = territories()
         .entries
         .iter()
-        .map(|t| t.id)
+        .map(|t| t.id())
         .filter(|id| id.len() == 2)
         .collect();
     let policy = PhonePolicy::new(&regions).unwrap();
