@@ -1,11 +1,22 @@
 //! Turns `openapi.yaml` (the contract's machine-readable twin, written by hand) into the JSON
-//! that `GET /api/openapi.json` serves, at build time: the binaries carry no YAML parser.
+//! that `GET /api/openapi.json` serves, at build time: the binaries carry no YAML parser. And
+//! turns the vendored libphonenumber metadata into the phone policy's table
+//! (`build/phone_table.rs`): the binaries carry neither its XML nor an XML parser.
 
 use std::fmt::Write;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+#[path = "build/phone_table.rs"]
+mod phone_table;
+
 fn main() {
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    openapi_json(&out);
+    phone_table::generate(&out);
+}
+
+fn openapi_json(out: &str) {
     println!("cargo::rerun-if-changed=openapi.yaml");
     let text = std::fs::read_to_string("openapi.yaml").expect("openapi.yaml is readable");
     let documents = YamlLoader::load_from_str(&text).expect("openapi.yaml is valid YAML");
@@ -14,7 +25,6 @@ fn main() {
     };
     let mut json = String::new();
     write_json(&mut json, document);
-    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     std::fs::write(format!("{out}/openapi.json"), json).expect("OUT_DIR is writable");
 }
 

@@ -1,7 +1,8 @@
 //! What the phone metadata choice buys at a cold start (docs/PERFORMANCE.md, src/phone/metadata.rs):
 //! the time from a fresh process to the first answered phone check, with our per-region
-//! territories (`PhonePolicy::new(["PT"])`, loaded and compiled at init) against the `phonenumber`
-//! crate's global database (`phonenumber::metadata::DATABASE`, deserialised on first use).
+//! territories (`PhonePolicy::new(["PT"])`, compiled at init from the table `build.rs` generated)
+//! against the `phonenumber` crate's global database (`phonenumber::metadata::DATABASE`,
+//! deserialised on first use; the crate is a dev-dependency, linked into this example only).
 //!
 //!     cargo run --release --example phone_metadata            # 30 fresh processes per mode
 //!     cargo run --release --example phone_metadata -- 50

@@ -10,14 +10,16 @@
 //! 3. Region in the allowed set and number type in {mobile, fixed line, fixed line or mobile}.
 //!
 //! **Metadata and cost.** The metadata is the libphonenumber XML the `phonenumber` crate ships
-//! (vendored in `assets/phonenumber/`, see its README), read with the crate's own loader. Only the
-//! territories that share a calling code with an allowed region are loaded, and each one's
-//! patterns are compiled once, with Unicode off, into one automaton (`Matcher`). The crate's
-//! own validation is not on the request path: its global database deserialises all 254
-//! territories on first use (~100 ms), and even with a small database each check re-parses the
-//! number and looks every pattern up in a locked cache (most of a request's time, measured in
-//! docs/PERFORMANCE.md). Its verdicts remain the oracle of the unit tests, which compare the two
-//! on every example number of the metadata and its neighbours.
+//! (vendored in `assets/phonenumber/`, see its README), read with the crate's own loader at
+//! build time: `build.rs` turns it into a static table of what the policy compiles (patterns,
+//! possible lengths, example numbers), so the binaries carry neither the XML nor the crate.
+//! Only the territories that share a calling code with an allowed region are compiled, each
+//! once, with Unicode off, into one automaton (`Matcher`). The crate's own validation is not on
+//! the request path: its global database deserialises all 254 territories on first use
+//! (~100 ms), and even with a small database each check re-parses the number and looks every
+//! pattern up in a locked cache (most of a request's time, measured in docs/PERFORMANCE.md).
+//! Its verdicts remain the oracle of the unit tests, which compare the two on every example
+//! number of the metadata and its neighbours, and check the table against the XML.
 
 mod e164;
 mod metadata;
@@ -80,8 +82,8 @@ pub fn is_known_region(region: &str) -> bool {
 }
 
 impl PhonePolicy {
-    /// Builds the policy for `regions` (ISO 3166 alpha-2, upper case): loads the territories of
-    /// their calling codes and compiles their patterns, so the first request pays nothing more.
+    /// Builds the policy for `regions` (ISO 3166 alpha-2, upper case): compiles the patterns of
+    /// the territories of their calling codes, so the first request pays nothing more.
     pub fn new<S: AsRef<str>>(regions: &[S]) -> Result<Self, UnknownRegion> {
         let index = territories();
         let mut allowed = BTreeSet::new();
@@ -130,7 +132,7 @@ impl PhonePolicy {
         if kind == Kind::Unknown {
             return Err(INVALID);
         }
-        if !self.allowed.contains(&territory.id) {
+        if !self.allowed.contains(territory.id) {
             return Err(PhoneError::NotAllowed(
                 "calls to this country are not allowed",
             ));
@@ -138,7 +140,7 @@ impl PhonePolicy {
         match kind {
             Kind::FixedOrMobile => Ok(AllowedNumber {
                 e164,
-                region: territory.id.clone(),
+                region: territory.id.to_string(),
             }),
             _ => Err(PhoneError::NotAllowed(
                 "calls to this kind of number (premium rate, toll free, VoIP, shared cost, ...) are not allowed",
@@ -150,10 +152,10 @@ impl PhonePolicy {
     /// built matching states and caches are in place before the first request.
     fn warm_up(&self) {
         for territory in self.territories.iter() {
-            if !self.allowed.contains(&territory.id) {
+            if !self.allowed.contains(territory.id) {
                 continue;
             }
-            for example in &territory.examples {
+            for example in territory.examples() {
                 let _ = self.check(&format!("+{}{}", territory.code, example));
             }
         }
@@ -168,5 +170,5 @@ pub fn region_of(e164: &E164) -> Option<String> {
     let cc_len = index.country_code_len(digits)?;
     let code: u16 = digits[..cc_len].parse().ok()?;
     let matchers = index.matchers_for(&BTreeSet::from([code]));
-    region_for(&matchers, code, &digits.as_bytes()[cc_len..]).map(|t| t.id.clone())
+    region_for(&matchers, code, &digits.as_bytes()[cc_len..]).map(|t| t.id.to_string())
 }
