@@ -443,20 +443,17 @@ mod validation {
 }
 
 /// The admitted browser call again, with the production logs on: the JSON lines of
-/// `logging::init` (access line, `Call initiated`) formatted and written to a sink.
+/// `logging::init` (`logging::json_subscriber`: access line, `Call initiated`) formatted and
+/// written to a sink.
 mod with_json_logs {
     use super::*;
 
     #[divan::bench]
     fn admitted_browser(bencher: Bencher) {
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(std::io::sink)
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .finish();
+        let subscriber = chamada::logging::json_subscriber(
+            tracing_subscriber::EnvFilter::new("info"),
+            std::io::sink,
+        );
         let dispatch = tracing::Dispatch::new(subscriber);
         let service = Service::new(&[]);
         let mut i = 0u32;

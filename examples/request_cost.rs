@@ -50,15 +50,11 @@ fn main() {
         .with_clock(Arc::new(clock.clone()));
     let router = router(Arc::new(app));
     if kind == "admitted-logs" {
-        // The production subscriber of `logging::init`, writing to a sink.
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(std::io::sink)
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .finish();
+        // The production JSON subscriber of `logging::init`, writing to a sink.
+        let subscriber = chamada::logging::json_subscriber(
+            tracing_subscriber::EnvFilter::new("info"),
+            std::io::sink,
+        );
         tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
     }
 

@@ -395,10 +395,16 @@ mod tests {
             held <= calls::MAX_RECORDS && held > calls::MAX_RECORDS * 9 / 10,
             "{held}"
         );
-        assert!(store.get("call-0", made).await.unwrap().is_none(), "oldest gone");
+        assert!(
+            store.get("call-0", made).await.unwrap().is_none(),
+            "oldest gone"
+        );
         assert!(store.find("dry-run-call-0", made).await.unwrap().is_none());
         let newest = format!("call-{}", made - 1);
-        assert!(store.get(&newest, made).await.unwrap().is_some(), "newest kept");
+        assert!(
+            store.get(&newest, made).await.unwrap().is_some(),
+            "newest kept"
+        );
         assert_eq!(
             store
                 .find(&format!("dry-run-{newest}"), made)
