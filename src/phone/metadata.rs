@@ -146,6 +146,9 @@ impl Matcher {
     /// compile (the vendored metadata has neither case: a unit test compiles every territory).
     /// The table's patterns have no whitespace left, so the XML's whitespace-insensitive
     /// patterns compile without that mode (a unit test checks they parse the same).
+    /// regex is built without its Unicode tables (`Cargo.toml`); none is needed with Unicode
+    /// off, and `build/phone_table.rs` refuses a pattern that is not ASCII or sets a flag.
+    /// (The tests build regex with its defaults, through the `phonenumber` dev-dependency.)
     fn compile(territory: &Territory) -> Option<Matcher> {
         let Run { start, len } = territory.patterns?;
         let start = usize::from(start);
