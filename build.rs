@@ -1,13 +1,13 @@
 //! Turns `openapi.yaml` (the contract's machine-readable twin, written by hand) into the JSON
 //! that `GET /api/openapi.json` serves, at build time: the binaries carry no YAML parser. And
 //! turns the vendored libphonenumber metadata into the phone policy's table
-//! (`build/phone_table.rs`): the binaries carry neither its XML nor an XML parser.
+//! (`codegen/phone_table.rs`): the binaries carry neither its XML nor an XML parser.
 
 use std::fmt::Write;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-#[path = "build/phone_table.rs"]
+#[path = "codegen/phone_table.rs"]
 mod phone_table;
 
 fn main() {

@@ -1,5 +1,5 @@
 //! The libphonenumber metadata: an index of its territories ([`territories`]), from a table
-//! that `build.rs` generates out of the vendored XML (`build/phone_table.rs`), and the compiler
+//! that `build.rs` generates out of the vendored XML (`codegen/phone_table.rs`), and the compiler
 //! of their number patterns into one automaton per territory ([`Matcher`]). See [`super`] for
 //! why the policy does not use the `phonenumber` crate's own validation.
 
@@ -50,7 +50,7 @@ enum Desc {
 /// One territory of the vendored metadata, as `build.rs` read it with the `phonenumber`
 /// crate's loader: what [`Matcher::compile`] needs and nothing else. Its strings are [`Span`]s
 /// of one text and its patterns a [`Run`] of one array, not pointers (see
-/// `build/phone_table.rs`: fewer bytes, and no relocations at start-up).
+/// `codegen/phone_table.rs`: fewer bytes, and no relocations at start-up).
 pub(super) struct Territory {
     id: Span,
     pub(super) code: u16,
@@ -147,7 +147,7 @@ impl Matcher {
     /// The table's patterns have no whitespace left, so the XML's whitespace-insensitive
     /// patterns compile without that mode (a unit test checks they parse the same).
     /// regex is built without its Unicode tables (`Cargo.toml`); none is needed with Unicode
-    /// off, and `build/phone_table.rs` refuses a pattern that is not ASCII or sets a flag.
+    /// off, and `codegen/phone_table.rs` refuses a pattern that is not ASCII or sets a flag.
     /// (The tests build regex with its defaults, through the `phonenumber` dev-dependency.)
     fn compile(territory: &Territory) -> Option<Matcher> {
         let Run { start, len } = territory.patterns?;
