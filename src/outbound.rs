@@ -21,15 +21,20 @@ pub fn tls_config() -> Arc<ClientConfig> {
         .get_or_init(|| {
             let mut roots = RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the safe default TLS versions (1.2 and 1.3)")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
+            Arc::new(config_trusting(roots))
         })
         .clone()
+}
+
+/// A TLS client configuration on ring, TLS 1.2 and 1.3, verifying servers against `roots`
+/// only: [`tls_config`]'s, and PostgreSQL's when `DATABASE_CA_CERT` names its own CA.
+pub fn config_trusting(roots: RootCertStore) -> ClientConfig {
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the safe default TLS versions (1.2 and 1.3)")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// A `reqwest` client builder on [`tls_config`]: HTTP/1.1 (no HTTP/2 is linked), no redirects

@@ -13,9 +13,9 @@ use super::sharded::{Expiring, Sharded, SHARDS};
 use super::MemoryStore;
 use crate::store::{Advance, CallRecord, CallRecords, Change, Envelope, StoreError};
 
-/// The most call records a memory store holds: ~11 MB with their provider ids and the maps
-/// (16,384 took a loaded server to 54.7 MiB peak RSS, past issue 6's 32 MB), and ten minutes of
-/// status polling at 6 calls a second. A shard holds its share, so the oldest of a full shard
+/// The most call records a memory store holds: a loaded server peaked at 30.0 MiB RSS with
+/// this bound and at 54.7 MiB with 16,384, past issue 6's 32 MB (docs/PERFORMANCE.md); it is
+/// ten minutes of status polling at 6 calls a second. A shard holds its share, so the oldest of a full shard
 /// leaves for a new one.
 pub(super) const MAX_RECORDS: usize = 4_096;
 const RECORDS_PER_SHARD: usize = MAX_RECORDS / SHARDS;

@@ -41,14 +41,8 @@ impl MakeRustls {
                 .add(cert)
                 .map_err(|_| "holds a certificate rustls cannot use as a CA")?;
         }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|_| "no TLS version in common with the crypto provider")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Ok(MakeRustls {
-            config: Arc::new(config),
+            config: Arc::new(crate::outbound::config_trusting(roots)),
         })
     }
 }
