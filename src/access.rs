@@ -63,7 +63,7 @@ impl KeyId {
             .chain_update(digest)
             .finalize()
             .into();
-        KeyId(hex::encode(&scoped[..8]))
+        KeyId(crate::ids::hex(&scoped[..8]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -84,14 +84,14 @@ impl StatusToken {
         use base64::Engine;
         let bytes: [u8; 32] = rand::random();
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let digest = hex::encode(Sha256::digest(token.as_bytes()));
+        let digest = crate::ids::hex(&Sha256::digest(token.as_bytes()));
         StatusToken { token, digest }
     }
 
     /// Whether `presented` is the token whose digest is `digest`, in constant time (digests of
     /// equal length are compared, so the token's length does not show either).
     pub fn matches(presented: &[u8], digest: &str) -> bool {
-        let presented = hex::encode(Sha256::digest(presented));
+        let presented = crate::ids::hex(&Sha256::digest(presented));
         presented.as_bytes().ct_eq(digest.as_bytes()).into()
     }
 }

@@ -247,7 +247,7 @@ impl Ports<'_> {
             kind: event_kind,
             created_at: event_time(self.clock.now_ms()),
             data: CallOutcome {
-                call_id: request.call_id.to_string(),
+                call_id: crate::ids::uuid(request.call_id),
                 provider: provider.as_str().to_string(),
                 provider_call_id: result.as_ref().ok().map(|s| s.provider_call_id.clone()),
                 to: call.to.e164.to_string(),

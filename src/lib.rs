@@ -15,6 +15,7 @@ pub mod config;
 pub mod dispatch;
 pub mod entry;
 pub mod http;
+pub mod ids;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -196,7 +196,15 @@ impl fmt::Display for Text<'_> {
 
 /// A header value an attacker controls, made safe to log: at most 100 characters.
 pub fn untrusted(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).chars().take(100).collect()
+    const MAX_CHARS: usize = 100;
+    match std::str::from_utf8(value) {
+        // Most values: valid and short enough to keep whole (a character is at least a byte).
+        Ok(text) if text.len() <= MAX_CHARS => text.to_owned(),
+        _ => String::from_utf8_lossy(value)
+            .chars()
+            .take(MAX_CHARS)
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +215,16 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    #[test]
+    fn untrusted_values_are_cut_at_100_characters_and_made_valid() {
+        assert_eq!(untrusted(b"/api/start_call"), "/api/start_call");
+        let long = "é".repeat(150);
+        assert_eq!(untrusted(long.as_bytes()), "é".repeat(100));
+        assert_eq!(untrusted("a".repeat(101).as_bytes()), "a".repeat(100));
+        assert_eq!(untrusted(b"/x\xff\xfe"), "/x\u{FFFD}\u{FFFD}");
+        assert_eq!(untrusted(&[b'a'; 100]), "a".repeat(100));
+    }
 
     /// Every `write` call the subscriber makes, kept apart: a line must arrive in one piece.
     #[derive(Clone, Default)]

@@ -13,6 +13,11 @@ use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
 /// The first character of `text` that may not reach the agent, if any.
 pub fn first_invisible(text: &str) -> Option<char> {
+    // Printable ASCII is letters, digits, punctuation, symbols and the plain space: all
+    // allowed, decided without the table lookups (a test holds the two ways equal).
+    if text.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return None;
+    }
     let chars: Vec<char> = text.chars().collect();
     chars.iter().enumerate().find_map(|(i, &c)| {
         let allowed = match c {
@@ -62,6 +67,23 @@ fn renders_as_nothing(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::first_invisible;
+
+    #[test]
+    fn printable_ascii_is_allowed_by_the_tables_too() {
+        // The fast path's claim, checked against the general categories: with a character
+        // outside ASCII appended, the table path judges the ASCII one.
+        for c in ' '..='~' {
+            assert_eq!(first_invisible(&format!("é{c}")), None, "{c:?}");
+        }
+        for c in ('\0'..' ').chain(['\u{7F}']) {
+            assert_eq!(
+                first_invisible(&format!("Ana{c}")),
+                Some(c),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
 
     #[test]
     fn names_in_any_script_pass() {

@@ -87,7 +87,7 @@ impl CallDispatcher for DryRun {
 
     async fn place(&self, call: &CallRequest) -> Result<PlacedCall, DispatchError> {
         Ok(PlacedCall {
-            provider_call_id: format!("dry-run-{}", call.call_id),
+            provider_call_id: crate::ids::prefixed_uuid("dry-run-", call.call_id),
         })
     }
 }

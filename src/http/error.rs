@@ -8,7 +8,6 @@
 //! idempotent reply) renders it at once with `render`.
 
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
@@ -170,7 +169,7 @@ impl ApiError {
     /// The whole answer: status, the headers the status calls for, and the JSON body of
     /// docs/API.md §10 with the request id.
     pub fn render(&self, request_id: &str) -> Response {
-        let mut response = (self.status(), Json(self.body(request_id))).into_response();
+        let mut response = super::json_answer(self.status(), &self.body(request_id));
         self.add_headers(&mut response);
         response
     }

@@ -164,7 +164,7 @@ impl StatusEvent {
 
 /// A new event id: `msg_` and 32 hex digits.
 pub fn event_id() -> String {
-    format!("msg_{}", uuid::Uuid::new_v4().simple())
+    crate::ids::prefixed_simple_uuid("msg_", uuid::Uuid::new_v4())
 }
 
 /// A time as events carry it: RFC 3339, UTC, milliseconds (comparable as strings).

@@ -18,7 +18,10 @@ pub fn status_reads(ip: IpKey) -> String {
 
 /// The per-number limit of one destination.
 pub fn number(number: &E164) -> String {
-    format!("number:{number}")
+    let mut key = String::with_capacity(7 + number.as_str().len());
+    key.push_str("number:");
+    key.push_str(number.as_str());
+    key
 }
 
 /// The global limit of one UTC day (days since the epoch).
@@ -63,7 +66,7 @@ impl KeyHasher {
         mac.update(domain.as_bytes());
         mac.update(&[0]);
         mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        crate::ids::hex(&mac.finalize().into_bytes())
     }
 
     /// The stored key of a limit (`rl#…`).

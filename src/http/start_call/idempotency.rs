@@ -86,7 +86,7 @@ impl Claim {
         let canonical = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
         Ok(Claim {
             key: keys::idempotency(&scope, &key.0),
-            fingerprint: hex::encode(Sha256::digest(&canonical)),
+            fingerprint: crate::ids::hex(&Sha256::digest(&canonical)),
         })
     }
 

@@ -1,0 +1,67 @@
+//! Identifiers written as text on every call (request ids, call ids, event ids, digests),
+//! straight into a `String` of their exact length: `to_string()` and `format!` go through
+//! `core::fmt` and grow their buffer, ~1k instructions each on an admitted call
+//! (docs/PERFORMANCE.md, "Admitted calls at a refusal's cost").
+
+use uuid::Uuid;
+
+/// `id` in its usual form: 36 characters, lowercase, hyphenated (what `to_string` gives).
+pub fn uuid(id: Uuid) -> String {
+    prefixed_uuid("", id)
+}
+
+/// `prefix` then `id` in its hyphenated form.
+pub fn prefixed_uuid(prefix: &str, id: Uuid) -> String {
+    let mut buffer = Uuid::encode_buffer();
+    let text = id.hyphenated().encode_lower(&mut buffer);
+    let mut out = String::with_capacity(prefix.len() + text.len());
+    out.push_str(prefix);
+    out.push_str(text);
+    out
+}
+
+/// `prefix` then `id` as 32 lowercase hex digits, no hyphens.
+pub fn prefixed_simple_uuid(prefix: &str, id: Uuid) -> String {
+    let mut buffer = Uuid::encode_buffer();
+    let text = id.simple().encode_lower(&mut buffer);
+    let mut out = String::with_capacity(prefix.len() + text.len());
+    out.push_str(prefix);
+    out.push_str(text);
+    out
+}
+
+/// `bytes` as lowercase hex (what `hex::encode` gives, without its `char` at a time).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_written_as_their_display_forms() {
+        for _ in 0..100 {
+            let id = Uuid::new_v4();
+            assert_eq!(uuid(id), id.to_string());
+            assert_eq!(prefixed_uuid("dry-run-", id), format!("dry-run-{id}"));
+            assert_eq!(
+                prefixed_simple_uuid("msg_", id),
+                format!("msg_{}", id.simple())
+            );
+        }
+    }
+
+    #[test]
+    fn hex_is_the_hex_crates_lowercase_form() {
+        let every_byte: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex(&every_byte), hex::encode(&every_byte));
+        assert_eq!(hex(&[]), "");
+    }
+}
