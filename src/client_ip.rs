@@ -131,6 +131,14 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_keys_are_written_as_std_writes_the_address() {
+        for octets in [[0, 9, 10, 99], [100, 199, 200, 255], [1, 22, 203, 7], [255; 4]] {
+            let address = std::net::Ipv4Addr::from(octets);
+            assert_eq!(IpKey::new(address.into()).to_string(), address.to_string());
+        }
+    }
+
+    #[test]
     fn ipv4_mapped_ipv6_folds_to_ipv4() {
         assert_eq!(key("::ffff:203.0.113.7"), key("203.0.113.7"));
         assert_eq!(key("::ffff:203.0.113.7").to_string(), "203.0.113.7");

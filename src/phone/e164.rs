@@ -139,6 +139,14 @@ mod tests {
             normalize("+14155550123").unwrap().masked().to_string(),
             "+1*******123"
         );
+        // The shortest and the longest E.164 numbers, and a code the metadata does not know.
+        for (number, masked) in [
+            ("+35191234", "+351**234"),
+            ("+351912345678901", "+351*********901"),
+            ("+99912345678", "+9*******678"),
+        ] {
+            assert_eq!(normalize(number).unwrap().masked().to_string(), masked);
+        }
         assert!(!format!("{:?}", normalize("+351912345678").unwrap()).contains("912345"));
     }
 }
