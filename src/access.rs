@@ -7,10 +7,12 @@
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-/// The configured API keys, as digests. `Debug` shows only how many there are.
+/// The configured API keys, as digests, each with its identity (derived once, not per request).
+/// `Debug` shows only how many there are.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
+    ids: Vec<KeyId>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -21,12 +23,12 @@ impl std::fmt::Debug for ApiKeys {
 
 impl ApiKeys {
     pub fn new<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Self {
-        ApiKeys {
-            digests: keys
-                .into_iter()
-                .map(|k| Sha256::digest(k.as_ref().as_bytes()).into())
-                .collect(),
-        }
+        let digests: Vec<[u8; 32]> = keys
+            .into_iter()
+            .map(|k| Sha256::digest(k.as_ref().as_bytes()).into())
+            .collect();
+        let ids = digests.iter().map(KeyId::from_digest).collect();
+        ApiKeys { digests, ids }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -47,7 +49,7 @@ impl ApiKeys {
             found |= hit.unwrap_u8();
             index.conditional_assign(&(i as u32), hit);
         }
-        (found == 1).then(|| KeyId::from_digest(&self.digests[index as usize]))
+        (found == 1).then(|| self.ids[index as usize].clone())
     }
 }
 

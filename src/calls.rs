@@ -181,11 +181,12 @@ impl Ports<'_> {
         let placed = dispatcher.place(&request).await;
         let (result, event_kind, error) = match placed {
             Ok(placed) => {
+                let mut call_id = Uuid::encode_buffer();
                 tracing::info!(
                     request_id,
-                    call_id = %request.call_id,
+                    call_id = &*request.call_id.hyphenated().encode_lower(&mut call_id),
                     provider = provider.as_str(),
-                    provider_call_id = %placed.provider_call_id,
+                    provider_call_id = placed.provider_call_id.as_str(),
                     to = %masked,
                     "{}",
                     logging::CALL_INITIATED

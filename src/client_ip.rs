@@ -132,7 +132,12 @@ mod tests {
 
     #[test]
     fn ipv4_keys_are_written_as_std_writes_the_address() {
-        for octets in [[0, 9, 10, 99], [100, 199, 200, 255], [1, 22, 203, 7], [255; 4]] {
+        for octets in [
+            [0, 9, 10, 99],
+            [100, 199, 200, 255],
+            [1, 22, 203, 7],
+            [255; 4],
+        ] {
             let address = std::net::Ipv4Addr::from(octets);
             assert_eq!(IpKey::new(address.into()).to_string(), address.to_string());
         }

@@ -41,8 +41,9 @@ pub(crate) async fn keep_record(
         token_hash: token_digest.unwrap_or_default().to_string(),
         expires_at_ms: now + retention_ms(app.config.calls.record_days),
     };
-    if let Err(error) = app.calls.create(&record).await {
-        tracing::error!(request_id = %request_id.0, call_id = %record.call_id, error = %error, "Call record not kept");
+    let call_id = data.call_id.as_str();
+    if let Err(error) = app.calls.create(record).await {
+        tracing::error!(request_id = %request_id.0, call_id, error = %error, "Call record not kept");
     }
 }
 

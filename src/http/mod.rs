@@ -115,10 +115,12 @@ async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
+    // `&str` fields, not `%Display` ones: written as they are, without a pass through
+    // `core::fmt` (the same JSON strings).
     tracing::info!(
-        request_id = %request_id.0,
-        method = %method,
-        path = %path,
+        request_id = request_id.0.as_str(),
+        method = method.as_str(),
+        path = path.as_str(),
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"

@@ -168,8 +168,9 @@ pub fn retention_ms(days: u64) -> u64 {
 
 #[async_trait]
 pub trait CallRecords: Send + Sync {
-    /// Writes a new record (and, for a provider-assigned id, the way back from it).
-    async fn create(&self, record: &CallRecord) -> Result<(), StoreError>;
+    /// Writes a new record (and, for a provider-assigned id, the way back from it). Taken by
+    /// value: the memory store keeps it as it is, without a copy.
+    async fn create(&self, record: CallRecord) -> Result<(), StoreError>;
 
     /// The record of `call_id`, unless it expired.
     async fn get(&self, call_id: &str, now_ms: u64) -> Result<Option<CallRecord>, StoreError>;

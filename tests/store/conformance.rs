@@ -883,7 +883,7 @@ fn applied(advance: Advance) -> CallRecord {
 pub async fn a_created_record_reads_back_until_it_expires(s: Arc<dyn CallRecords>) {
     let t = NOON_MS;
     let placed = call_record("3f2b8c1e-0000-4000-8000-000000000001", Some("conv_1"), t);
-    s.create(&placed).await.unwrap();
+    s.create(placed.clone()).await.unwrap();
     // A call the provider refused: no provider id, no status token, an end reason.
     let refused = CallRecord {
         status: CallStatus::Failed,
@@ -896,7 +896,7 @@ pub async fn a_created_record_reads_back_until_it_expires(s: Arc<dyn CallRecords
         source: "api".into(),
         ..call_record("3f2b8c1e-0000-4000-8000-000000000002", None, t + 1)
     };
-    s.create(&refused).await.unwrap();
+    s.create(refused.clone()).await.unwrap();
 
     assert_eq!(
         s.get(&placed.call_id, t).await.unwrap(),
@@ -929,8 +929,8 @@ pub async fn a_record_is_found_by_its_provider_call_id_while_it_lives(s: Arc<dyn
     let t = NOON_MS;
     let a = call_record("3f2b8c1e-0000-4000-8000-00000000000a", Some("conv_a"), t);
     let b = call_record("3f2b8c1e-0000-4000-8000-00000000000b", None, t);
-    s.create(&a).await.unwrap();
-    s.create(&b).await.unwrap();
+    s.create(a.clone()).await.unwrap();
+    s.create(b.clone()).await.unwrap();
     assert_eq!(s.find("conv_a", t).await.unwrap(), Some(a.call_id.clone()));
     assert_eq!(
         s.find("conv_a", a.expires_at_ms - 1).await.unwrap(),
@@ -954,7 +954,7 @@ pub async fn a_record_is_found_by_its_provider_call_id_while_it_lives(s: Arc<dyn
 pub async fn creating_a_record_twice_keeps_the_first(s: Arc<dyn CallRecords>) {
     let t = NOON_MS;
     let first = call_record("3f2b8c1e-0000-4000-8000-0000000000f1", Some("conv_f"), t);
-    s.create(&first).await.unwrap();
+    s.create(first.clone()).await.unwrap();
     let second = CallRecord {
         provider: "livekit".into(),
         token_hash: "77".repeat(32),
@@ -962,7 +962,7 @@ pub async fn creating_a_record_twice_keeps_the_first(s: Arc<dyn CallRecords>) {
         updated_at_ms: t + 5,
         ..first.clone()
     };
-    s.create(&second).await.unwrap();
+    s.create(second.clone()).await.unwrap();
     assert_eq!(
         s.get(&first.call_id, t + 6).await.unwrap(),
         Some(first.clone())
@@ -981,7 +981,7 @@ pub async fn creating_a_record_twice_keeps_the_first(s: Arc<dyn CallRecords>) {
         .await
         .unwrap(),
     );
-    s.create(&second).await.unwrap();
+    s.create(second.clone()).await.unwrap();
     assert_eq!(s.get(&first.call_id, t + 8).await.unwrap(), Some(ringing));
 
     let reborn = CallRecord {
@@ -990,7 +990,7 @@ pub async fn creating_a_record_twice_keeps_the_first(s: Arc<dyn CallRecords>) {
         expires_at_ms: first.expires_at_ms + DAY_MS,
         ..second.clone()
     };
-    s.create(&reborn).await.unwrap();
+    s.create(reborn.clone()).await.unwrap();
     assert_eq!(
         s.get(&first.call_id, first.expires_at_ms).await.unwrap(),
         Some(reborn)
@@ -1007,7 +1007,7 @@ pub async fn advance_moves_forward_with_its_event_and_never_back(s: Arc<dyn Reco
         end_reason: Some("provider_timeout".into()),
         ..call_record(id, Some("conv_adv"), t)
     };
-    s.create(&created).await.unwrap();
+    s.create(created.clone()).await.unwrap();
 
     let ringing = applied(
         advance(
@@ -1116,7 +1116,7 @@ pub async fn advance_moves_forward_with_its_event_and_never_back(s: Arc<dyn Reco
 pub async fn a_final_status_never_changes(s: Arc<dyn RecordStore>) {
     let t = NOON_MS;
     let id = "3f2b8c1e-0000-4000-8000-0000000000b1";
-    s.create(&call_record(id, None, t)).await.unwrap();
+    s.create(call_record(id, None, t)).await.unwrap();
     let busy = applied(
         advance(
             &s,
@@ -1177,7 +1177,7 @@ pub async fn advancing_an_unknown_or_expired_call_is_unknown_and_writes_nothing(
 
     let id = "3f2b8c1e-0000-4000-8000-0000000000c1";
     let created = call_record(id, None, t);
-    s.create(&created).await.unwrap();
+    s.create(created.clone()).await.unwrap();
     let end = created.expires_at_ms;
     assert_eq!(
         advance(
@@ -1214,7 +1214,7 @@ pub async fn of_twenty_concurrent_final_advances_of_one_call_exactly_one_applies
     ];
     for round in 0..3u64 {
         let id = format!("3f2b8c1e-0000-4000-8000-00000000d00{round}");
-        s.create(&call_record(&id, None, t)).await.unwrap();
+        s.create(call_record(&id, None, t)).await.unwrap();
         if round == 1 {
             // From a later status too.
             advance(&s, &id, &Change::to(CallStatus::InProgress, t + 1), None).await;

@@ -42,13 +42,13 @@ async fn advance_with_an_event_is_one_transact_write_items_call() {
     let t = NOON_MS;
 
     store
-        .create(&call_record(CALL, Some("conv_rt"), t))
+        .create(call_record(CALL, Some("conv_rt"), t))
         .await
         .unwrap();
     assert_eq!(trips.operations(), ["TransactWriteItems"]);
     trips.reset();
     let other = "6a0c54f4-8d1e-4c3b-9a47-0c2f9e4b7d12";
-    store.create(&call_record(other, None, t)).await.unwrap();
+    store.create(call_record(other, None, t)).await.unwrap();
     assert_eq!(trips.operations(), ["PutItem"]);
 
     trips.reset();
@@ -136,7 +136,7 @@ async fn call_items_hold_the_record_its_rank_version_and_ttl() {
     let t = NOON_MS;
     let mut created = call_record(CALL, Some("conv_items"), t);
     created.expires_at_ms += 1; // not a whole second: the TTL rounds up
-    store.create(&created).await.unwrap();
+    store.create(created.clone()).await.unwrap();
 
     let item = raw(&client, &format!("call#{CALL}"))
         .await
@@ -249,7 +249,7 @@ async fn a_change_that_lost_a_race_is_decided_again_on_the_item_the_condition_re
         let server = Dynoxide::start().await;
         let hook = BeforeSend::new(operation, competitor(&server, "busy", 3, t + 5));
         let (store, trips) = server.store_with(Some(hook)).await;
-        store.create(&call_record(CALL, None, t)).await.unwrap();
+        store.create(call_record(CALL, None, t)).await.unwrap();
         trips.reset();
         let completed = Change::to(CallStatus::Completed, t + 6);
         assert_eq!(
@@ -275,7 +275,7 @@ async fn a_change_that_lost_a_race_is_decided_again_on_the_item_the_condition_re
         let server = Dynoxide::start().await;
         let hook = BeforeSend::new(operation, competitor(&server, "ringing", 1, t + 5));
         let (store, trips) = server.store_with(Some(hook)).await;
-        store.create(&call_record(CALL, None, t)).await.unwrap();
+        store.create(call_record(CALL, None, t)).await.unwrap();
         trips.reset();
         let record = applied(
             store
@@ -326,7 +326,7 @@ async fn a_provider_id_too_long_for_a_key_keeps_the_record_without_a_way_back() 
     let t = NOON_MS;
     let long = "x".repeat(2100);
     let created = call_record(CALL, Some(&long), t);
-    store.create(&created).await.unwrap();
+    store.create(created.clone()).await.unwrap();
     assert_eq!(trips.operations(), ["PutItem"]);
     assert_eq!(
         CallRecords::get(store.as_ref(), CALL, t).await.unwrap(),
@@ -356,7 +356,7 @@ async fn a_corrupt_call_record_is_an_error_not_a_record() {
     let (store, _) = server.store().await;
     let client = server.client(&RoundTrips::default()).await;
     let t = NOON_MS;
-    store.create(&call_record(CALL, None, t)).await.unwrap();
+    store.create(call_record(CALL, None, t)).await.unwrap();
     client
         .update_item()
         .table_name(TABLE)

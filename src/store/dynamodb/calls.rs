@@ -406,7 +406,8 @@ impl DynamoStore {
 
 #[async_trait]
 impl CallRecords for DynamoStore {
-    async fn create(&self, record: &CallRecord) -> Result<(), StoreError> {
+    async fn create(&self, record: CallRecord) -> Result<(), StoreError> {
+        let record = &record;
         let pk = Self::call_pk(&record.call_id)
             .ok_or_else(|| StoreError::unavailable("PutItem", "call id too long for a key"))?;
         let item = record_item(pk, record);

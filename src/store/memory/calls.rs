@@ -69,7 +69,7 @@ impl Calls {
 
 #[async_trait]
 impl CallRecords for MemoryStore {
-    async fn create(&self, record: &CallRecord) -> Result<(), StoreError> {
+    async fn create(&self, record: CallRecord) -> Result<(), StoreError> {
         let mut calls = self.lock_calls();
         let now_ms = record.created_at_ms;
         let id = calls.records.id(&record.call_id);
@@ -91,7 +91,7 @@ impl CallRecords for MemoryStore {
                 },
             );
         }
-        calls.records.get_or_insert_with(id, || record.clone());
+        calls.records.get_or_insert_with(id, || record);
         Ok(())
     }
 

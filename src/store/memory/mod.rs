@@ -386,7 +386,7 @@ mod tests {
         for i in 0..made {
             // Live for the whole test: only the bound can make them leave.
             store
-                .create(&record(&format!("call-{i}"), i, 1_000_000_000 + i))
+                .create(record(&format!("call-{i}"), i, 1_000_000_000 + i))
                 .await
                 .unwrap();
         }
@@ -421,7 +421,7 @@ mod tests {
         let store = MemoryStore::new();
         for i in 0..1000u64 {
             store
-                .create(&record(&format!("old-{i}"), i, 10_000))
+                .create(record(&format!("old-{i}"), i, 10_000))
                 .await
                 .unwrap();
         }
@@ -431,16 +431,13 @@ mod tests {
         assert!(store.get("old-7", 10_000).await.unwrap().is_none());
         assert!(store.find("dry-run-old-7", 10_000).await.unwrap().is_none());
         // One new call does not walk them all (the old code did: one retain per call)…
-        store
-            .create(&record("new-0", 20_000, 99_000))
-            .await
-            .unwrap();
+        store.create(record("new-0", 20_000, 99_000)).await.unwrap();
         let after_one = store.lock_calls().len();
         assert!(after_one > 1000 - 20, "{after_one}");
         // …and steady calls forget them all.
         for i in 1..1000u64 {
             store
-                .create(&record(&format!("new-{i}"), 20_000 + i, 99_000))
+                .create(record(&format!("new-{i}"), 20_000 + i, 99_000))
                 .await
                 .unwrap();
         }

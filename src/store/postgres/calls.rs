@@ -36,7 +36,8 @@ fn record(json: &str) -> Result<CallRecord, StoreError> {
 
 #[async_trait]
 impl CallRecords for PgStore {
-    async fn create(&self, r: &CallRecord) -> Result<(), StoreError> {
+    async fn create(&self, r: CallRecord) -> Result<(), StoreError> {
+        let r = &r;
         let history = serde_json::to_string(&r.history)
             .map_err(|e| StoreError::corrupt("history not serialisable").caused_by(e))?;
         let rank = i16::from(r.status.rank());
