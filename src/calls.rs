@@ -173,7 +173,7 @@ impl Ports<'_> {
 
         let provider = dispatcher.kind();
         let request = CallRequest {
-            call_id: Uuid::new_v4(),
+            call_id: crate::ids::new_uuid(),
             to: call.to.e164.clone(),
             name: call.name.clone(),
             variables: call.variables.clone(),

@@ -5,6 +5,13 @@
 
 use uuid::Uuid;
 
+/// A new random (version 4) UUID, from `rand`'s thread-local generator (ChaCha, seeded and
+/// reseeded from the OS). `Uuid::new_v4` asks the kernel for every id: one `getrandom(2)` per
+/// id, three per admitted call (request, call, event), seen with `strace -c` under load.
+pub fn new_uuid() -> Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// `id` in its usual form: 36 characters, lowercase, hyphenated (what `to_string` gives).
 pub fn uuid(id: Uuid) -> String {
     prefixed_uuid("", id)
@@ -44,6 +51,16 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_ids_are_random_version_4_uuids() {
+        let ids: std::collections::HashSet<Uuid> = (0..1000).map(|_| new_uuid()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids {
+            assert_eq!(id.get_version(), Some(uuid::Version::Random));
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        }
+    }
 
     #[test]
     fn uuids_are_written_as_their_display_forms() {

@@ -83,7 +83,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn frame(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = RequestId(crate::ids::uuid(uuid::Uuid::new_v4()));
+    let request_id = RequestId(crate::ids::uuid(crate::ids::new_uuid()));
     let method = request.method().clone();
     let path = logging::untrusted(request.uri().path().as_bytes());
     let origin = cors::check(&app.config, request.headers());

@@ -95,7 +95,7 @@ fn serve(content_type: &'static str, body: &'static str, csp: HeaderValue) -> Re
 }
 
 fn method_not_allowed(csp: HeaderValue) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::ids::uuid(crate::ids::new_uuid());
     let mut response = ApiError::MethodNotAllowed { allow: "GET, HEAD" }.render(&request_id);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID, value);

@@ -164,7 +164,7 @@ impl StatusEvent {
 
 /// A new event id: `msg_` and 32 hex digits.
 pub fn event_id() -> String {
-    crate::ids::prefixed_simple_uuid("msg_", uuid::Uuid::new_v4())
+    crate::ids::prefixed_simple_uuid("msg_", crate::ids::new_uuid())
 }
 
 /// A time as events carry it: RFC 3339, UTC, milliseconds (comparable as strings).

@@ -28,7 +28,7 @@ pub(super) async fn check(
         Ok(token) => {
             let siteverify_key = match idempotency_key {
                 Some(key) => derived_idempotency_key(client, key.as_str(), token),
-                None => uuid::Uuid::new_v4().to_string(),
+                None => crate::ids::uuid(crate::ids::new_uuid()),
             };
             let expected = Expected {
                 origins: &app.config.allowed_origins,
