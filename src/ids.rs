@@ -1,7 +1,7 @@
 //! Identifiers written as text on every call (request ids, call ids, event ids, digests),
 //! straight into a `String` of their exact length: `to_string()` and `format!` go through
 //! `core::fmt` and grow their buffer, ~1k instructions each on an admitted call
-//! (docs/PERFORMANCE.md, "Admitted calls at a refusal's cost").
+//! (docs/PERFORMANCE.md, "Admitted calls: what a refusal does not pay").
 
 use uuid::Uuid;
 
@@ -19,18 +19,19 @@ pub fn uuid(id: Uuid) -> String {
 
 /// `prefix` then `id` in its hyphenated form.
 pub fn prefixed_uuid(prefix: &str, id: Uuid) -> String {
-    let mut buffer = Uuid::encode_buffer();
-    let text = id.hyphenated().encode_lower(&mut buffer);
-    let mut out = String::with_capacity(prefix.len() + text.len());
-    out.push_str(prefix);
-    out.push_str(text);
-    out
+    joined(
+        prefix,
+        id.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+    )
 }
 
 /// `prefix` then `id` as 32 lowercase hex digits, no hyphens.
 pub fn prefixed_simple_uuid(prefix: &str, id: Uuid) -> String {
-    let mut buffer = Uuid::encode_buffer();
-    let text = id.simple().encode_lower(&mut buffer);
+    joined(prefix, id.simple().encode_lower(&mut Uuid::encode_buffer()))
+}
+
+/// `prefix` and `text` in one `String` of their exact length.
+fn joined(prefix: &str, text: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + text.len());
     out.push_str(prefix);
     out.push_str(text);

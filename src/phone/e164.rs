@@ -41,11 +41,17 @@ impl fmt::Display for Masked<'_> {
             .min(digits.len());
         let tail = digits.len().saturating_sub(3).max(cc_len);
         // Written in one piece from the stack: a `write_str` per character is a `dyn Write`
-        // call each. An E.164 number is at most 15 digits; the buffer has room to spare.
+        // call each. An E.164 number is at most 15 digits; the buffer has room to spare (and
+        // a longer one, which `normalize` never makes, is still written, a piece at a time).
         let mut text = [b'*'; 32];
         let len = 1 + digits.len();
         if len > text.len() {
-            return Err(fmt::Error);
+            f.write_str("+")?;
+            f.write_str(&digits[..cc_len])?;
+            for _ in cc_len..tail {
+                f.write_str("*")?;
+            }
+            return f.write_str(&digits[tail..]);
         }
         text[0] = b'+';
         text[1..=cc_len].copy_from_slice(&digits.as_bytes()[..cc_len]);
