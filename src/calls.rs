@@ -72,9 +72,34 @@ impl CallError {
 pub struct Outcome {
     pub result: Result<Started, CallError>,
     pub rate: Option<LimitStatus>,
-    /// The webhook event of a call the provider was asked to place (`call.initiated` or
-    /// `call.failed`); the caller writes it to the outbox with the answer.
-    pub event: Option<Event>,
+    /// A call the provider was asked to place: its record and its webhook event
+    /// (`call.initiated` or `call.failed`, which the caller writes to the outbox with the
+    /// answer) are made from it.
+    pub placed: Option<Placed>,
+}
+
+/// What is known of a call the provider was asked to place. The webhook event is made from it
+/// only where there is a webhook ([`Placed::into_event`]): its id and time are not written
+/// for nothing on every call.
+#[derive(Debug)]
+pub struct Placed {
+    pub kind: EventType,
+    pub at_ms: u64,
+    /// The number as logs and the call record show it.
+    pub to_masked: String,
+    pub data: CallOutcome,
+}
+
+impl Placed {
+    /// The webhook event: a new id, the time the outcome was known, the outcome.
+    pub fn into_event(self) -> Event {
+        Event {
+            id: event_id(),
+            kind: self.kind,
+            created_at: event_time(self.at_ms),
+            data: self.data,
+        }
+    }
 }
 
 /// What the use case needs from the application, and nothing more.
@@ -145,7 +170,7 @@ impl Ports<'_> {
                 return Outcome {
                     result: Err(CallError::LimitsUnavailable),
                     rate: None,
-                    event: None,
+                    placed: None,
                 };
             }
         };
@@ -167,7 +192,7 @@ impl Ports<'_> {
                     retry_after: by.reset_secs,
                 }),
                 rate,
-                event: None,
+                placed: None,
             };
         }
 
@@ -243,10 +268,10 @@ impl Ports<'_> {
             }
         };
 
-        let event = Event {
-            id: event_id(),
+        let placed = Placed {
             kind: event_kind,
-            created_at: event_time(self.clock.now_ms()),
+            at_ms: self.clock.now_ms(),
+            to_masked: masked.to_string(),
             data: CallOutcome {
                 call_id: crate::ids::uuid(request.call_id),
                 provider: provider.as_str().to_string(),
@@ -266,7 +291,7 @@ impl Ports<'_> {
         Outcome {
             result,
             rate,
-            event: Some(event),
+            placed: Some(placed),
         }
     }
 }

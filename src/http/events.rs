@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use crate::after_answer::{AfterAnswer, Background};
 use crate::app::App;
+use crate::calls::Placed;
 use crate::http::RequestId;
-use crate::notify::Event;
-use crate::phone;
 use crate::store::calls::retention_ms;
 use crate::store::{CallRecord, CallStatus, Envelope, Step};
 
@@ -15,7 +14,7 @@ use crate::store::{CallRecord, CallStatus, Envelope, Step};
 /// masked number only, the digest of the answer's status token.
 pub(crate) async fn keep_record(
     app: &App,
-    placed: &Event,
+    placed: &Placed,
     status: CallStatus,
     token_digest: Option<&str>,
     request_id: &RequestId,
@@ -26,9 +25,7 @@ pub(crate) async fn keep_record(
         call_id: data.call_id.clone(),
         provider: data.provider.clone(),
         provider_call_id: data.provider_call_id.clone(),
-        to_masked: phone::normalize(&data.to)
-            .map(|number| number.masked().to_string())
-            .unwrap_or_default(),
+        to_masked: placed.to_masked.clone(),
         source: data.source.as_str().to_string(),
         status,
         created_at_ms: now,

@@ -38,7 +38,6 @@ use crate::dispatch::{CallDispatcher, ProviderKind};
 use crate::http::error::ApiError;
 use crate::logging;
 use crate::metrics::Metric;
-use crate::notify::Event;
 use crate::phone::{AllowedNumber, PhoneError};
 use crate::store::{CallStatus, LimitStatus};
 use idempotency::{Claim, Fingerprint, IdempotencyKey};
@@ -229,7 +228,7 @@ async fn finish(
             return *answer;
         }
     }
-    let outcome = app
+    let mut outcome = app
         .ports()
         .start_call(call, dispatcher.as_ref(), &request_id.0)
         .await;
@@ -239,7 +238,8 @@ async fn finish(
     };
     // The page reads its call's status with this token (docs/API.md §15.1).
     let token = outcome.result.is_ok().then(StatusToken::new);
-    if let Some(placed) = &outcome.event {
+    let placed = outcome.placed.take();
+    if let Some(placed) = &placed {
         let status = match &outcome.result {
             Err(CallError::Provider(_)) => CallStatus::Failed,
             // A timeout may still ring: the provider's own events will tell.
@@ -249,11 +249,9 @@ async fn finish(
         events::keep_record(&app, placed, status, digest, &request_id).await;
     }
     // An event is written only when there is a receiver to deliver it to.
-    let event = outcome
-        .event
-        .as_ref()
+    let event = placed
         .filter(|_| app.notifier.is_some())
-        .map(Event::envelope);
+        .map(|placed| placed.into_event().envelope());
     let response = render(outcome, token.as_ref(), &request_id);
     let (response, recorded) = match &claim {
         Some(claim) => {
