@@ -40,23 +40,17 @@ impl fmt::Display for Masked<'_> {
             .unwrap_or(1)
             .min(digits.len());
         let tail = digits.len().saturating_sub(3).max(cc_len);
-        // Written in one piece from the stack: a `write_str` per character is a `dyn Write`
-        // call each. An E.164 number is at most 15 digits; the buffer has room to spare (and
-        // a longer one, which `normalize` never makes, is still written, a piece at a time).
-        let mut text = [b'*'; 32];
-        let len = 1 + digits.len();
-        if len > text.len() {
-            f.write_str("+")?;
-            f.write_str(&digits[..cc_len])?;
-            for _ in cc_len..tail {
-                f.write_str("*")?;
-            }
-            return f.write_str(&digits[tail..]);
+        // The stars as slices of one run, not a `write_str` (a `dyn Write` call) per star.
+        const STARS: &str = "****************";
+        f.write_str("+")?;
+        f.write_str(&digits[..cc_len])?;
+        let mut stars = tail - cc_len;
+        while stars > 0 {
+            let run = stars.min(STARS.len());
+            f.write_str(&STARS[..run])?;
+            stars -= run;
         }
-        text[0] = b'+';
-        text[1..=cc_len].copy_from_slice(&digits.as_bytes()[..cc_len]);
-        text[1 + tail..len].copy_from_slice(&digits.as_bytes()[tail..]);
-        f.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
+        f.write_str(&digits[tail..])
     }
 }
 

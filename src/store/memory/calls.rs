@@ -3,9 +3,9 @@
 //! record never walks every record (it did: one `retain` over all of them per call).
 //!
 //! Bounded: at most [`MAX_RECORDS`] records (and as many provider ids); past it the oldest
-//! leave first. A record is ~1.6 KB (ids, masked number, history, token digest as strings), and
-//! `CALL_RECORD_DAYS` keeps one for 30 days: unbounded, a process under steady load grew by
-//! ~1.6 GB per million calls (docs/PERFORMANCE.md). The shared stores keep theirs outside.
+//! leave first. `CALL_RECORD_DAYS` keeps a record for 30 days: unbounded, a process under
+//! steady load grew by ~1.6 GB per million calls, the limiter's state included
+//! (docs/PERFORMANCE.md). The shared stores keep theirs outside.
 
 use async_trait::async_trait;
 
