@@ -11,32 +11,33 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 /// `Debug` shows only how many there are.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
-    digests: Vec<[u8; 32]>,
-    ids: Vec<KeyId>,
+    keys: Vec<([u8; 32], KeyId)>,
 }
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} configured)", self.digests.len())
+        write!(f, "ApiKeys({} configured)", self.keys.len())
     }
 }
 
 impl ApiKeys {
     pub fn new<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Self {
-        let digests: Vec<[u8; 32]> = keys
+        let keys = keys
             .into_iter()
-            .map(|k| Sha256::digest(k.as_ref().as_bytes()).into())
+            .map(|k| {
+                let digest: [u8; 32] = Sha256::digest(k.as_ref().as_bytes()).into();
+                (digest, KeyId::from_digest(&digest))
+            })
             .collect();
-        let ids = digests.iter().map(KeyId::from_digest).collect();
-        ApiKeys { digests, ids }
+        ApiKeys { keys }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
+        self.keys.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.digests.len()
+        self.keys.len()
     }
 
     /// The identity of the matching key, compared in constant time over all keys.
@@ -44,12 +45,12 @@ impl ApiKeys {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = 0u8;
         let mut index = 0u32;
-        for (i, candidate) in self.digests.iter().enumerate() {
+        for (i, (candidate, _)) in self.keys.iter().enumerate() {
             let hit = candidate.ct_eq(&digest);
             found |= hit.unwrap_u8();
             index.conditional_assign(&(i as u32), hit);
         }
-        (found == 1).then(|| self.ids[index as usize].clone())
+        (found == 1).then(|| self.keys[index as usize].1.clone())
     }
 }
 
